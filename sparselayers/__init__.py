@@ -1,0 +1,28 @@
+"""sparselayers: Keras 3 layers for images with missing pixels.
+
+Every layer takes ``[image, mask]``, the mask being 1 where an entry is
+observed and 0 where it is missing (bool, or float > 0.5), of the image's shape
+or with a single channel. Missing entries may hold anything, NaN included.
+"""
+
+from sparselayers import masks
+from sparselayers.locally_connected_sparse import LocallyConnectedSparse2D
+from sparselayers.locally_connected_sparse import LocallyConnectedSparse3D
+from sparselayers.masked_least_squares import masked_least_squares
+from sparselayers.sparse_dense import SparseDense
+from sparselayers.weighted_conv import WeightedConv1D
+from sparselayers.weighted_conv import WeightedConv2D
+from sparselayers.weighted_conv import WeightedConv3D
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LocallyConnectedSparse2D",
+    "LocallyConnectedSparse3D",
+    "SparseDense",
+    "WeightedConv1D",
+    "WeightedConv2D",
+    "WeightedConv3D",
+    "masked_least_squares",
+    "masks",
+]

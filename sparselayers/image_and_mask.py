@@ -1,0 +1,76 @@
+"""Checks and conversions shared by the layers that take ``[image, mask]``.
+
+Conventions, for every layer of the package: ``mask`` is 1 where an entry is
+observed and 0 where it is missing; bool and float masks are accepted, a float
+mask meaning "observed" where it is > 0.5. The mask has the image's shape, or
+the same shape with a single channel (last axis), broadcast over channels.
+Missing entries of the image may hold anything, NaN and Inf included.
+"""
+
+import tensorflow as tf
+
+
+def split_inputs(inputs, layer_name):
+    """Returns ``(image, mask)`` from ``inputs``, a list of exactly two items."""
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+        count = len(inputs) if isinstance(inputs, (list, tuple)) else 1
+        raise ValueError(
+            f"{layer_name} expects inputs [image, mask] (2 tensors); "
+            f"received {count} input(s): {inputs!r:.200}"
+        )
+    return inputs[0], inputs[1]
+
+
+def check_image_and_mask_shapes(input_shape, layer_name, min_rank=2):
+    """Validates a ``[image_shape, mask_shape]`` pair; returns both as tuples.
+
+    Raises:
+        ValueError: naming the shapes, if the input count, the ranks, the
+            spatial sizes or the mask's channel count do not fit.
+    """
+    image_shape, mask_shape = split_inputs(input_shape, layer_name)
+    image_shape = tuple(image_shape)
+    mask_shape = tuple(mask_shape)
+    if len(image_shape) < min_rank:
+        raise ValueError(
+            f"{layer_name} expects an image of rank >= {min_rank} (batch first); "
+            f"received image shape {image_shape}."
+        )
+    if len(mask_shape) != len(image_shape):
+        raise ValueError(
+            f"{layer_name}: the mask must have the image's rank; received image "
+            f"shape {image_shape} and mask shape {mask_shape}."
+        )
+    for axis, (size, mask_size) in enumerate(zip(image_shape[1:-1], mask_shape[1:-1])):
+        if size is not None and mask_size is not None and size != mask_size:
+            raise ValueError(
+                f"{layer_name}: image and mask differ on axis {axis + 1}; received "
+                f"image shape {image_shape} and mask shape {mask_shape}."
+            )
+    channels, mask_channels = image_shape[-1], mask_shape[-1]
+    if mask_channels is not None and mask_channels != 1 and channels is not None:
+        if mask_channels != channels:
+            raise ValueError(
+                f"{layer_name}: the mask must have 1 channel or the image's "
+                f"{channels} channels; received image shape {image_shape} and "
+                f"mask shape {mask_shape}."
+            )
+    return image_shape, mask_shape
+
+
+def observed_entries(mask, image):
+    """Boolean tensor of the image's shape, True where the entry is observed."""
+    if mask.dtype == tf.bool:
+        observed = mask
+    else:
+        observed = mask > tf.cast(0.5, mask.dtype)
+    return tf.broadcast_to(observed, tf.shape(image))
+
+
+def zero_missing(image, observed):
+    """The image with missing entries set to exactly 0 (NaN and Inf included).
+
+    `tf.where` rather than a product with the mask: ``0 * NaN`` is NaN, and the
+    gradient of `tf.where` is 0 at the entries it does not select.
+    """
+    return tf.where(observed, image, tf.zeros_like(image))
