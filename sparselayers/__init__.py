@@ -5,6 +5,7 @@ observed and 0 where it is missing (bool, or float > 0.5), of the image's shape
 or with a single channel. Missing entries may hold anything, NaN included.
 """
 
+from sparselayers import datasets
 from sparselayers import masks
 from sparselayers.locally_connected_sparse import LocallyConnectedSparse2D
 from sparselayers.locally_connected_sparse import LocallyConnectedSparse3D
@@ -24,5 +25,6 @@ __all__ = [
     "WeightedConv2D",
     "WeightedConv3D",
     "masked_least_squares",
+    "datasets",
     "masks",
 ]

@@ -39,8 +39,8 @@ RELATIVE_FLOOR = 1e-5
 ABSOLUTE_FLOOR = 1e-6
 
 # Upper bound on the number of elements of the temporary holding products of
-# kernel columns for one chunk of rows: 2**23 floats = 32 MiB in float32.
-_PRODUCTS_BUDGET = 1 << 23
+# kernel columns for one chunk of rows: 2**24 floats = 64 MiB in float32.
+_PRODUCTS_BUDGET = 1 << 24
 
 
 def linear_algebra_dtype(dtype):
@@ -72,20 +72,22 @@ def masked_gram(kernel, observed):
     rows_per_chunk = max(1, _PRODUCTS_BUDGET // (num_blocks * num_upper))
     num_chunks = -(-num_rows // rows_per_chunk)
     observed_by_block = tf.transpose(observed, [1, 0, 2])  # (P, B, V)
+    # Units first, so that the gathers below copy whole contiguous rows.
+    kernel_by_unit = tf.transpose(kernel, [0, 2, 1])  # (P, U, V)
     batch_size = tf.shape(observed)[0]
 
     def add_chunk(chunk, gram_upper):
         start = chunk * rows_per_chunk
         size = tf.minimum(rows_per_chunk, num_rows - start)
-        kernel_rows = tf.slice(kernel, [0, start, 0], [num_blocks, size, units])
-        # (P, chunk, U(U+1)/2): products kernel[:, v, i] * kernel[:, v, j], i <= j.
-        products = tf.gather(kernel_rows, upper_rows, axis=2) * tf.gather(
-            kernel_rows, upper_cols, axis=2
+        kernel_rows = tf.slice(kernel_by_unit, [0, 0, start], [num_blocks, units, size])
+        # (P, U(U+1)/2, chunk): products kernel[:, v, i] * kernel[:, v, j], i <= j.
+        products = tf.gather(kernel_rows, upper_rows, axis=1) * tf.gather(
+            kernel_rows, upper_cols, axis=1
         )
         mask_rows = tf.slice(
             observed_by_block, [0, 0, start], [num_blocks, batch_size, size]
         )
-        return chunk + 1, gram_upper + tf.matmul(mask_rows, products)
+        return chunk + 1, gram_upper + tf.matmul(mask_rows, products, transpose_b=True)
 
     gram_upper = tf.zeros([num_blocks, batch_size, num_upper], kernel.dtype)
     # parallel_iterations=1 keeps a single chunk of products alive at a time.

@@ -1,0 +1,76 @@
+"""Reading image arrays from local files (no network access).
+
+Benchmarks and examples use the MNIST test set when it is present locally
+(IDX files, gzipped or not); users download datasets themselves.
+"""
+
+import gzip
+import os
+
+import numpy as np
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def load_idx(path):
+    """Reads an IDX file (the MNIST format), optionally gzipped.
+
+    Args:
+        path: file path; a name ending in ``.gz`` is decompressed.
+
+    Returns:
+        NumPy array with the file's shape and dtype.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
+    rank = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank))
+    values = np.frombuffer(data, dtype=_IDX_DTYPES[data[2]], offset=4 + 4 * rank)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header shape {shape} does not match {values.size} values.")
+    return values.reshape(shape)
+
+
+def load_images(path):
+    """Images in [0, 1] as float32 (n, H, W, C) from an .npz, .npy or IDX file.
+
+    An .npz must hold an array named ``images`` or ``x``. Integer data and
+    float data above 1 are divided by 255.
+    """
+    path = str(path)
+    if path.endswith(".npz"):
+        with np.load(path) as archive:
+            key = "images" if "images" in archive else "x" if "x" in archive else None
+            if key is None:
+                raise ValueError(f"{path} holds {list(archive)}; expected 'images' or 'x'.")
+            images = archive[key]
+    elif path.endswith(".npy"):
+        images = np.load(path)
+    else:
+        images = load_idx(path)
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"{path}: expected images (n, H, W[, C]); found shape {images.shape}.")
+    return images / 255.0 if images.max() > 1.0 else images
+
+
+def find_mnist_test(directory=None):
+    """Path of the local MNIST test images, or None when absent.
+
+    Looks in `directory`, else in ``$SPARSELAYERS_MNIST``, else in
+    ``../shared/data/mnist`` relative to the working directory.
+    """
+    candidates = [directory, os.environ.get("SPARSELAYERS_MNIST"), "../shared/data/mnist"]
+    for folder in candidates:
+        if not folder:
+            continue
+        for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"):
+            path = os.path.join(folder, name)
+            if os.path.exists(path):
+                return path
+    return None
