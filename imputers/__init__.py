@@ -1,0 +1,32 @@
+"""imputers: test-time imputation with any trained Keras auto-encoder.
+
+* `vector_field_ascent` / `pseudo_gibbs`: ascent along the auto-encoder's
+  vector field, compiled as one `tf.function` loop.
+* `VectorFieldImputer`: the same, holding the model and reference data, with
+  SavedModel export.
+* `mean_fill`, `knn_fill`, `noise_fill`: initial fillings.
+* `fit_dip`: Deep Image Prior fitting.
+* `metrics`: `ssim`, `psnr`, `masked_mse`.
+"""
+
+from imputers import metrics
+from imputers.deep_image_prior import fit_dip
+from imputers.initialization import knn_fill
+from imputers.initialization import mean_fill
+from imputers.initialization import noise_fill
+from imputers.vector_field import AscentResult
+from imputers.vector_field import pseudo_gibbs
+from imputers.vector_field import vector_field_ascent
+from imputers.vector_field_imputer import VectorFieldImputer
+
+__all__ = [
+    "AscentResult",
+    "VectorFieldImputer",
+    "fit_dip",
+    "knn_fill",
+    "mean_fill",
+    "metrics",
+    "noise_fill",
+    "pseudo_gibbs",
+    "vector_field_ascent",
+]

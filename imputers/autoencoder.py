@@ -1,0 +1,62 @@
+"""Turning "any trained auto-encoder" into a reconstruction function r(x)."""
+
+import keras
+import tensorflow as tf
+
+
+def reconstruction_function(autoencoder):
+    """Returns ``(reconstruct, encoder)`` for a model, callable or pair.
+
+    Args:
+        autoencoder: a Keras model (Functional, Sequential or subclassed) or any
+            callable mapping a batch to its reconstruction of the same shape,
+            or a tuple ``(encoder, decoder)`` whose composition is the
+            reconstruction. Keras models are called with ``training=False``.
+
+    Returns:
+        ``reconstruct``, a function of a float32 batch, and ``encoder`` (the
+        first item of a pair, else None), used for latent trajectories.
+    """
+    if isinstance(autoencoder, (tuple, list)):
+        if len(autoencoder) != 2 or not all(callable(part) for part in autoencoder):
+            raise ValueError(
+                "An auto-encoder given as a tuple must be (encoder, decoder), two "
+                f"callables; received {len(autoencoder)} item(s)."
+            )
+        encoder, decoder = autoencoder
+        encode, decode = _as_function(encoder), _as_function(decoder)
+
+        def reconstruct(x):
+            return decode(encode(x))
+
+        return reconstruct, encode
+    if not callable(autoencoder):
+        raise ValueError(
+            f"`autoencoder` must be a Keras model, a callable or an (encoder, "
+            f"decoder) tuple; received {type(autoencoder).__name__}."
+        )
+    return _as_function(autoencoder), None
+
+
+def _as_function(model):
+    def call(x):
+        if isinstance(model, keras.layers.Layer):
+            output = model(x, training=False)
+        else:
+            output = model(x)
+        if isinstance(output, (list, tuple)):  # e.g. an encoder's (mean, log-var)
+            output = output[0]
+        return tf.cast(output, tf.float32)
+
+    return call
+
+
+def check_reconstruction_shape(reconstruct, example):
+    """Calls ``reconstruct`` on one example; ValueError if the shape differs."""
+    output = reconstruct(tf.convert_to_tensor(example[:1], tf.float32))
+    if tuple(output.shape[1:]) != tuple(example.shape[1:]):
+        raise ValueError(
+            "The auto-encoder must return a reconstruction of its input's shape; "
+            f"input (batch,) + {tuple(example.shape[1:])} gave output "
+            f"(batch,) + {tuple(output.shape[1:])}."
+        )

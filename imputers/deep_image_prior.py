@@ -1,0 +1,130 @@
+"""Deep Image Prior fitting on the observed pixels of each image.
+
+For each image y, a generator network g with fresh weights phi is fitted to
+the image's observed entries only from a fixed random input z (paper §3.5.3):
+
+    phi_hat = argmin_phi || g_phi(z)_O - y_O ||^2 / |O|,     y_hat = g_phi_hat(z),
+
+and the missing entries are read from y_hat (observed entries are kept).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imputers.vector_field import check_images_and_mask
+
+
+def _observed_loss(output, image, observed):
+    squared = tf.where(observed, tf.square(output - image), 0.0)
+    count = tf.reduce_sum(tf.cast(observed, tf.float32))
+    return tf.reduce_sum(squared) / tf.maximum(count, 1.0)
+
+
+def _fit_group(networks, inputs, images, observed, steps, learning_rate, reg_noise_std,
+               seed, progress, progress_offset):
+    """Fits networks[i] to images[i], all in one compiled training step."""
+    optimizer = keras.optimizers.Adam(learning_rate)
+    variables = [v for network in networks for v in network.trainable_variables]
+    optimizer.build(variables)
+    generator = tf.random.Generator.from_seed(seed)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            losses = []
+            for network, z, image, seen in zip(networks, inputs, images, observed):
+                jitter = generator.normal(tf.shape(z), stddev=reg_noise_std)
+                output = tf.cast(network(z + jitter, training=True), tf.float32)
+                losses.append(_observed_loss(output, image, seen))
+            # Each image's loss depends on its own network only: the gradient of
+            # the sum is every network's own gradient, and Adam is per weight.
+            total = tf.add_n(losses)
+        optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return tf.stack(losses)
+
+    # Losses are read back (a device sync) only about 100 times per fit.
+    history = []
+    record_every = max(1, steps // 100)
+    for step in range(steps):
+        losses = train_step()
+        if step == 0 or (step + 1) % record_every == 0 or step + 1 == steps:
+            history.append(losses.numpy())
+            if progress is not None:
+                progress.update(progress_offset + step + 1,
+                                values=[("observed_mse", float(np.mean(history[-1])))])
+    outputs = [tf.cast(n(z, training=True), tf.float32).numpy()[0] for n, z in zip(networks, inputs)]
+    return np.stack(outputs), np.stack(history)
+
+
+def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std=0.1,
+            reg_noise_std=0.03, seed=None, batched=True, verbose=1, return_history=False):
+    """Imputes images by fitting a Deep Image Prior to each one's observed pixels.
+
+    Args:
+        network: a Keras model mapping a random input of its input shape to one
+            image of y's shape (e.g. the decoder of an auto-encoder). It must be
+            clonable by `keras.models.clone_model`; it is not modified: each
+            image gets a clone with freshly initialised weights. Its BatchNorm
+            layers run in training mode.
+        y: images (n, *shape); missing entries may hold NaN.
+        mask: 1 where observed (bool, or float > 0.5), of y's shape or 1 channel.
+        steps: optimisation steps per image (the paper reports 1000).
+        learning_rate: Adam learning rate.
+        input_noise_std: standard deviation of the fixed Gaussian input z.
+        reg_noise_std: standard deviation of the noise added to z at each step
+            (DIP's input regularisation; 0 disables it).
+        seed: int or None, for the inputs, the weights and the jitter.
+        batched: if True, fit all images at once in one compiled training step
+            (each with its own weights); if False, one image after another.
+        verbose: 1 shows a Keras progress bar, 0 nothing.
+        return_history: also return the observed-entry MSE of each image,
+            recorded at the first step and then about 100 times.
+
+    Returns:
+        float32 array (n, *shape): the images with missing entries imputed;
+        with `return_history`, also an array (records, n) of losses.
+
+    Example:
+
+    >>> imputed = fit_dip(decoder, y, mask, steps=1000, seed=0)
+    """
+    y, observed = check_images_and_mask(y, mask)
+    if not isinstance(network, keras.Model):
+        raise ValueError(f"`network` must be a keras.Model; received {type(network).__name__}.")
+    output_shape = tuple(network.output_shape[1:])
+    if output_shape != y.shape[1:]:
+        raise ValueError(
+            f"The network's output shape (batch,) + {output_shape} differs from the "
+            f"images' (batch,) + {y.shape[1:]}."
+        )
+    if steps < 1 or learning_rate <= 0:
+        raise ValueError(f"steps must be >= 1 and learning_rate > 0; received {steps}, {learning_rate}.")
+    rng = np.random.default_rng(seed)
+    base_seed = int(rng.integers(2**31 - 1))
+    if seed is not None:
+        keras.utils.set_random_seed(base_seed)
+    input_shape = tuple(network.input_shape[1:])
+    inputs = [
+        tf.constant(rng.normal(0.0, input_noise_std, (1,) + input_shape).astype(np.float32))
+        for _ in range(len(y))
+    ]
+    images = [tf.constant(np.where(seen, image, 0.0)[None]) for image, seen in zip(y, observed)]
+    seen = [tf.constant(s[None]) for s in observed]
+    groups = [list(range(len(y)))] if batched else [[i] for i in range(len(y))]
+    total_steps = steps * len(groups)
+    progress = keras.utils.Progbar(total_steps, verbose=verbose) if verbose else None
+    outputs, histories = [], []
+    for number, group in enumerate(groups):
+        networks = [keras.models.clone_model(network) for _ in group]
+        fitted, history = _fit_group(
+            networks, [inputs[i] for i in group], [images[i] for i in group],
+            [seen[i] for i in group], steps, learning_rate, reg_noise_std,
+            base_seed + number, progress, number * steps,
+        )
+        outputs.append(fitted)
+        histories.append(history)
+    imputed = np.where(observed, y, np.concatenate(outputs)).astype(np.float32)
+    if return_history:
+        return imputed, np.concatenate(histories, axis=1)
+    return imputed
