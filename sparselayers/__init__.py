@@ -7,10 +7,17 @@ or with a single channel. Missing entries may hold anything, NaN included.
 
 from sparselayers import datasets
 from sparselayers import masks
+from sparselayers import sparse_vae_loss
+from sparselayers.fill_missing import FillMissing
+from sparselayers.fill_missing import interpolate_rows
+from sparselayers.linear_subspace_vae import LinearSubspaceVAE
 from sparselayers.locally_connected_sparse import LocallyConnectedSparse2D
 from sparselayers.locally_connected_sparse import LocallyConnectedSparse3D
 from sparselayers.masked_least_squares import masked_least_squares
 from sparselayers.sparse_dense import SparseDense
+from sparselayers.sparse_vae import SparseVAE
+from sparselayers.variants import VARIANTS
+from sparselayers.variants import build_variant
 from sparselayers.weighted_conv import WeightedConv1D
 from sparselayers.weighted_conv import WeightedConv2D
 from sparselayers.weighted_conv import WeightedConv3D
@@ -18,6 +25,13 @@ from sparselayers.weighted_conv import WeightedConv3D
 __version__ = "0.1.0"
 
 __all__ = [
+    "FillMissing",
+    "LinearSubspaceVAE",
+    "SparseVAE",
+    "VARIANTS",
+    "build_variant",
+    "interpolate_rows",
+    "sparse_vae_loss",
     "LocallyConnectedSparse2D",
     "LocallyConnectedSparse3D",
     "SparseDense",

@@ -1,0 +1,288 @@
+"""SparseVAE: a variational auto-encoder trained on observed entries only."""
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from sparselayers import sparse_vae_loss
+
+
+@keras.saving.register_keras_serializable(package="sparselayers")
+class SparseVAE(keras.Model):
+    """The sparse VAE of the paper (§3.1-3.4): y = f(x) + noise, x ~ N(0, I).
+
+    Trained with `fit` on (image, mask) pairs and no targets: the loss is the
+    negative log-likelihood of the observed entries under N(f(x), sigma^2 I),
+    x sampled from the encoder's posterior, plus KL(q || N(0, I)) (eq. 9; see
+    `sparselayers.sparse_vae_loss`). Metrics: ``loss``,
+    ``reconstruction_loss`` and ``kl_loss`` (means per sample).
+
+    Args:
+        encoder: Keras model mapping ``[image, mask]`` to ``[mean, log_variance]``,
+            each (batch, d).
+        decoder: Keras model mapping latents (batch, d) to images of the
+            image's shape.
+        noise_sigma: sigma > 0, the pixel noise of the model.
+        learn_noise_sigma: if True, sigma is a trained weight (kept positive by
+            learning log sigma).
+        num_samples: K, posterior samples per image in the loss.
+
+    Call: ``model([image, mask])`` returns the decoded posterior mean f(mu).
+
+    Example:
+
+    >>> model = SparseVAE(encoder, decoder, noise_sigma=0.1)
+    >>> model.compile(keras.optimizers.Adam(1e-3))
+    >>> model.fit((images, masks), epochs=10)      # no targets
+    >>> imputed = model.impute(images, masks, num_samples=10)
+    """
+
+    def __init__(self, encoder, decoder, noise_sigma=0.1, learn_noise_sigma=False,
+                 num_samples=1, **kwargs):
+        super().__init__(**kwargs)
+        if not noise_sigma > 0:
+            raise ValueError(f"noise_sigma must be > 0; received noise_sigma={noise_sigma}.")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be an int >= 1; received {num_samples!r}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.initial_noise_sigma = float(noise_sigma)
+        self.learn_noise_sigma = bool(learn_noise_sigma)
+        self.num_samples = num_samples
+        self.image_shape, self.latent_dim = _check_encoder_decoder(encoder, decoder)
+        self.log_noise_sigma = self.add_weight(
+            name="log_noise_sigma", shape=(),
+            initializer=keras.initializers.Constant(np.log(self.initial_noise_sigma)),
+            trainable=self.learn_noise_sigma, autocast=False,
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self._impute_function = tf.function(self._impute_batch, reduce_retracing=True)
+
+    @property
+    def noise_sigma(self):
+        """The current sigma, a float32 scalar tensor."""
+        return tf.exp(tf.cast(self.log_noise_sigma, tf.float32))
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def call(self, inputs, training=False):
+        image, mask = _split(inputs)
+        mean, _ = self.encoder([image, mask], training=training)
+        return self.decoder(mean, training=training)
+
+    def loss_terms(self, image, mask, training=False):
+        """(reconstruction, kl), each (batch,), for a batch of images and masks."""
+        mean, log_variance = self.encoder([image, mask], training=training)
+        return sparse_vae_loss.sparse_vae_loss_terms(
+            image, mask, mean, log_variance, self.decoder, self.noise_sigma,
+            num_samples=self.num_samples, training=training,
+        )
+
+    def train_step(self, data):
+        image, mask = _split(data)
+        with tf.GradientTape() as tape:
+            reconstruction, kl = self.loss_terms(image, mask, training=True)
+            loss = tf.reduce_mean(reconstruction + kl)
+            if self.losses:
+                loss += tf.add_n([tf.cast(l, tf.float32) for l in self.losses])
+            # Under tf.distribute, gradients are summed over replicas: scale
+            # each replica's mean so that the sum is the global mean.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self._update_metrics(loss, reconstruction, kl)
+
+    def test_step(self, data):
+        image, mask = _split(data)
+        reconstruction, kl = self.loss_terms(image, mask, training=False)
+        return self._update_metrics(tf.reduce_mean(reconstruction + kl), reconstruction, kl)
+
+    def _update_metrics(self, loss, reconstruction, kl):
+        self.loss_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    # -- Inference ------------------------------------------------------------
+
+    def _impute_batch(self, image, mask, num_samples, seed, pixel_noise):
+        """Returns (imputed (K, B, ...) or mean, latent mean) for one batch."""
+        observed = tf.broadcast_to(mask > 0.5, tf.shape(image))
+        mean, log_variance = self.encoder([tf.where(observed, image, 0.0), mask], training=False)
+        mean = tf.cast(mean, tf.float32)
+        noise = tf.random.stateless_normal(
+            tf.concat([[num_samples], tf.shape(mean)], axis=0), seed=seed
+        )
+        samples = mean + tf.exp(0.5 * tf.cast(log_variance, tf.float32)) * noise
+        decoded = tf.cast(self.decoder(tf.reshape(samples, [-1, self.latent_dim]), training=False),
+                          tf.float32)
+        decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
+        if pixel_noise:
+            decoded += self.noise_sigma * tf.random.stateless_normal(
+                tf.shape(decoded), seed=seed + 1
+            )
+        return tf.where(observed, image, decoded), mean
+
+    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size):
+        image = np.asarray(image, np.float32)
+        mask = np.broadcast_to(np.asarray(mask, np.float32), image.shape)
+        if image.shape[1:] != tuple(self.image_shape):
+            raise ValueError(
+                f"Images of shape (batch,) + {image.shape[1:]} do not fit the model's "
+                f"(batch,) + {tuple(self.image_shape)}."
+            )
+        rng = np.random.default_rng(seed)
+        outputs, means = [], []
+        for start in range(0, len(image), batch_size):
+            batch_seed = tf.constant(rng.integers(0, 2**31 - 1, size=2), tf.int32)
+            imputed, mean = self._impute_function(
+                tf.constant(image[start:start + batch_size]),
+                tf.constant(mask[start:start + batch_size]),
+                tf.constant(num_samples, tf.int32), batch_seed, pixel_noise,
+            )
+            outputs.append(imputed.numpy())
+            means.append(mean.numpy())
+        return np.concatenate(outputs, axis=1), np.concatenate(means)
+
+    def impute(self, image, mask, num_samples=10, batch_size=256, seed=None):
+        """Conditional-mean imputation (eq. 8): mean of f(x_k), x_k ~ q(x|y_O).
+
+        Args:
+            image: (n, *shape); missing entries may hold NaN.
+            mask: 1 where observed, image's shape or 1 channel.
+            num_samples: K posterior samples per image.
+            batch_size: images per compiled call.
+            seed: int or None.
+
+        Returns:
+            float32 (n, *shape); observed entries exactly as given.
+        """
+        samples, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size)
+        imputed = samples.mean(axis=0)
+        image = np.asarray(image, np.float32)
+        observed = np.broadcast_to(np.asarray(mask) > 0.5, image.shape)
+        return np.where(observed, image, imputed)
+
+    def sample_imputations(self, image, mask, n, seed=None, batch_size=256, pixel_noise=True):
+        """Multiple imputation (eq. 5): x_k ~ q(x|y_O), y_hat ~ N(f(x_k), sigma^2 I).
+
+        Returns:
+            float32 (n, num_images, *shape); observed entries exactly as given.
+            With ``pixel_noise=False``, the imputations are f(x_k) themselves.
+        """
+        samples, _ = self._run_batches(image, mask, n, seed, bool(pixel_noise), batch_size)
+        return samples
+
+    def encode(self, image, mask, batch_size=256):
+        """Posterior parameters (mean, log_variance), each (n, d), as arrays."""
+        image = np.asarray(image, np.float32)
+        mask = np.broadcast_to(np.asarray(mask, np.float32), image.shape)
+        observed = mask > 0.5
+        means, log_variances = [], []
+        for start in range(0, len(image), batch_size):
+            part = slice(start, start + batch_size)
+            mean, log_variance = self.encoder(
+                [np.where(observed[part], image[part], 0.0), mask[part]], training=False
+            )
+            means.append(np.asarray(mean, np.float32))
+            log_variances.append(np.asarray(log_variance, np.float32))
+        return np.concatenate(means), np.concatenate(log_variances)
+
+    def export_imputer(self, path, num_samples=10, seed=0):
+        """Writes a SavedModel for TF Serving that imputes by eq. 8.
+
+        The ``serving_default`` signature takes float32 ``image`` and ``mask``
+        (batch, *shape) and returns ``imputed`` (observed entries kept, missing
+        ones the mean of `num_samples` decoded posterior samples drawn with a
+        fixed seed, so the output is deterministic) and ``latent_mean``. No
+        TFP or sparselayers import is needed to serve or load it.
+        """
+        seed_tensor = tf.constant([seed, 0], tf.int32)
+        samples = tf.constant(num_samples, tf.int32)
+
+        def serve(image, mask):
+            imputed, mean = self._impute_batch(image, mask, samples, seed_tensor, False)
+            return {"imputed": tf.reduce_mean(imputed, axis=0), "latent_mean": mean}
+
+        spec = (None,) + tuple(self.image_shape)
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint(
+            name="serve", fn=serve,
+            input_signature=[tf.TensorSpec(spec, tf.float32, name="image"),
+                             tf.TensorSpec(spec, tf.float32, name="mask")],
+        )
+        archive.write_out(str(path), verbose=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "noise_sigma": self.initial_noise_sigma,
+            "learn_noise_sigma": self.learn_noise_sigma,
+            "num_samples": self.num_samples,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
+
+
+def _split(data):
+    """(image, mask) from [image, mask], (image, mask) or ((image, mask),)."""
+    while isinstance(data, (list, tuple)) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, (list, tuple)) or len(data) != 2:
+        raise ValueError(
+            "SparseVAE expects (image, mask) pairs and no targets; received "
+            f"{type(data).__name__} of {len(data) if isinstance(data, (list, tuple)) else 1} item(s)."
+        )
+    return data[0], data[1]
+
+
+def _check_encoder_decoder(encoder, decoder):
+    """Static shape checks; returns (image_shape, latent_dim)."""
+    for name, model in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"The {name} must be a keras.Model; received {type(model).__name__}.")
+    try:
+        inputs = encoder.inputs
+        outputs = encoder.outputs
+    except (AttributeError, ValueError):
+        raise ValueError("The encoder must be a built model with inputs [image, mask].") from None
+    if len(inputs) != 2 or len(outputs) != 2:
+        raise ValueError(
+            "The encoder must map [image, mask] to [mean, log_variance]; it has "
+            f"{len(inputs)} input(s) and {len(outputs)} output(s)."
+        )
+    image_shape = tuple(inputs[0].shape[1:])
+    mean_shape, log_variance_shape = tuple(outputs[0].shape), tuple(outputs[1].shape)
+    if len(mean_shape) != 2 or mean_shape != log_variance_shape:
+        raise ValueError(
+            f"The encoder's mean and log-variance must both be (batch, d); received "
+            f"{mean_shape} and {log_variance_shape}."
+        )
+    latent_dim = mean_shape[1]
+    decoder_input = tuple(decoder.inputs[0].shape)
+    decoder_output = tuple(decoder.outputs[0].shape[1:])
+    if decoder_input[1:] != (latent_dim,):
+        raise ValueError(
+            f"The decoder takes inputs {decoder_input}, the encoder's latent is "
+            f"(batch, {latent_dim})."
+        )
+    if decoder_output != image_shape:
+        raise ValueError(
+            f"The decoder returns images (batch,) + {decoder_output}, the encoder takes "
+            f"(batch,) + {image_shape}."
+        )
+    return image_shape, latent_dim
