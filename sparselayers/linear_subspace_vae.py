@@ -73,9 +73,13 @@ class LinearSubspaceVAE(SparseVAE):
         self.trainable_regularization = trainable_regularization
 
     def get_config(self):
-        config = super().get_config()
-        del config["encoder"], config["decoder"]
+        # The encoder and decoder are rebuilt from these arguments (their tied
+        # layer cannot be described by two separate model configs).
+        config = {"name": self.name, "trainable": self.trainable}
         config.update({
+            "noise_sigma": self.initial_noise_sigma,
+            "learn_noise_sigma": self.learn_noise_sigma,
+            "num_samples": self.num_samples,
             "image_shape": tuple(self.image_shape), "latent_dim": self.latent_dim,
             "regularization": self.regularization,
             "trainable_regularization": self.trainable_regularization,

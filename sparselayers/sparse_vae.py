@@ -76,6 +76,7 @@ class SparseVAE(keras.Model):
 
     def loss_terms(self, image, mask, training=False):
         """(reconstruction, kl), each (batch,), for a batch of images and masks."""
+        image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
         mean, log_variance = self.encoder([image, mask], training=training)
         return sparse_vae_loss.sparse_vae_loss_terms(
             image, mask, mean, log_variance, self.decoder, self.noise_sigma,
@@ -204,6 +205,9 @@ class SparseVAE(keras.Model):
         """
         seed_tensor = tf.constant([seed, 0], tf.int32)
         samples = tf.constant(num_samples, tf.int32)
+        if not self.built:  # a subclassed model is built by its first call
+            example = np.zeros((1,) + tuple(self.image_shape), np.float32)
+            self([example, np.ones_like(example)])
 
         def serve(image, mask):
             imputed, mean = self._impute_batch(image, mask, samples, seed_tensor, False)

@@ -24,5 +24,6 @@ def _float32_policy():
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)  # deterministic weights and sampling
     yield
     keras.mixed_precision.set_global_policy("float32")

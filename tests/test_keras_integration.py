@@ -145,7 +145,11 @@ def test_float16_all_missing_sample_is_finite():
 def test_mirrored_strategy_on_two_cpus(rng):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    # ReductionToOneDevice: collective all-reduce keys of several strategies in
+    # one process can collide (a TF limitation); real jobs use one strategy.
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     image, mask = _data(rng, 16)
     target = rng.random((16, 2)).astype("float32")
     keras.utils.set_random_seed(0)
