@@ -80,11 +80,11 @@ def main(argv=None):
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    path = datasets.find_mnist_test(args.mnist)
-    if path is None:
+    images = datasets.load_mnist_test(args.mnist)
+    if images is None:
         print("MNIST not found (../shared/data/mnist or --mnist): benchmark skipped.")
         return 0
-    images = datasets.load_images(path)[..., 0]  # (10000, 28, 28)
+    images = images[..., 0]  # (10000, 28, 28)
     train, test = images[:8000], images[8000:8000 + args.test_images]
     mu = train.reshape(8000, -1).mean(axis=0)
     _, _, components = np.linalg.svd(train.reshape(8000, -1) - mu, full_matrices=False)

@@ -23,8 +23,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from example_utils import load_images, save_grid  # noqa: E402
 from sparselayers import SparseDense  # noqa: E402
-from sparselayers import datasets  # noqa: E402
 from sparselayers import masks  # noqa: E402
 
 
@@ -54,34 +54,6 @@ def observed_mse(packed_target, prediction):
     return tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
-def load_images(path):
-    if path is None:
-        from sklearn.datasets import load_digits
-
-        return load_digits().images.astype("float32")[..., None] / 16.0
-    return datasets.load_images(path)
-
-
-def save_figure(path, rows, titles):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    count = len(rows[0])
-    figure, axes = plt.subplots(len(rows), count, figsize=(1.2 * count, 1.3 * len(rows)))
-    for row, (images, title) in enumerate(zip(rows, titles)):
-        for column in range(count):
-            axis = axes[row, column]
-            axis.imshow(images[column, ..., 0], cmap="gray", vmin=0, vmax=1)
-            axis.set_xticks([])
-            axis.set_yticks([])
-        axes[row, 0].set_ylabel(title, fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help=".npz/.npy/IDX images (default: sklearn digits)")
@@ -96,7 +68,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
-    images = load_images(args.data)
+    images = load_images("digits", args.data)
     mask = masks.random_missing(images.shape[:-1], args.missing, seed=args.seed)[..., None]
     sparse = np.where(mask > 0, images, np.nan).astype("float32")  # missing = NaN
     split = int(0.8 * len(images))
@@ -122,9 +94,8 @@ def main(argv=None):
     print(f"  mean fill        {mse_mean:.4f}")
     print(f"  linear subspace  {mse_subspace:.4f}  (SparseDense, {args.units} units)")
 
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     shown = slice(0, 10)
-    save_figure(
+    save_grid(
         args.out,
         [test_images[shown], test_mask[shown], mean_fill[shown], imputed[shown]],
         ["truth", "mask", "mean fill", "subspace"],

@@ -74,3 +74,12 @@ def find_mnist_test(directory=None):
             if os.path.exists(path):
                 return path
     return None
+
+
+def load_mnist_test(directory=None):
+    """The local MNIST test images as float32 (10000, 28, 28, 1), or None.
+
+    Searched as in `find_mnist_test`; benchmarks skip with a message on None.
+    """
+    path = find_mnist_test(directory)
+    return None if path is None else load_images(path)

@@ -49,15 +49,19 @@ class LinearSubspaceVAE(SparseVAE):
     Args:
         image_shape: shape of one image, e.g. (28, 28, 1).
         latent_dim: d, the subspace size.
-        regularization: lambda of the SparseDense layer.
+        regularization: lambda of the SparseDense layer; default sigma^2, which
+            makes the posterior mean exact for the linear Gaussian model (eq. 15)
+            and keeps the KL term from being evaded by scaling W up.
         trainable_regularization: learn lambda (kept >= 0).
         Other arguments: as `SparseVAE`.
     """
 
-    def __init__(self, image_shape, latent_dim, regularization=1e-3,
+    def __init__(self, image_shape, latent_dim, regularization=None,
                  trainable_regularization=False, noise_sigma=0.1, learn_noise_sigma=False,
                  num_samples=1, **kwargs):
         image_shape = tuple(image_shape)
+        if regularization is None:
+            regularization = float(noise_sigma) ** 2  # eq. 15: lambda = sigma^2
         image = keras.Input(image_shape, name="image")
         mask = keras.Input(image_shape, name="mask")
         subspace = SparseDense(latent_dim, regularization=regularization,

@@ -58,7 +58,8 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
         levels: pooling / upsampling levels; H and W must be multiples of 2**levels.
         noise_sigma, learn_noise_sigma, num_samples: as `SparseVAE`.
         pixel_mean: pixel-wise mean for "conv-mean" (else adapt the layer).
-        regularization: lambda of SparseDense layers ("conv-FC-sparse", "linear").
+        regularization: lambda of SparseDense layers ("conv-FC-sparse",
+            "volumetric"); "linear" uses lambda = noise_sigma**2 (eq. 15).
         output_activation: of the decoder's last layer ("sigmoid" for [0, 1]).
         block_size, block_units: of the "volumetric" LocallyConnectedSparse3D.
 
@@ -69,7 +70,7 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
     common = dict(noise_sigma=noise_sigma, learn_noise_sigma=learn_noise_sigma,
                   num_samples=num_samples)
     if name == "linear":
-        return LinearSubspaceVAE(image_shape, latent_dim, regularization=regularization, **common)
+        return LinearSubspaceVAE(image_shape, latent_dim, **common)
     if name == "volumetric":
         encoder, decoder = _volumetric(image_shape, latent_dim, block_size, block_units,
                                        regularization, output_activation)

@@ -23,7 +23,8 @@ class WeightedConv:
     ``padding="valid"`` this is exactly the plain convolution.
     """
 
-    def __init__(self, filters, kernel_size, **kwargs):
+    def __init__(self, filters, kernel_size, strides=1, padding="same", dilation_rate=1,
+                 activation=None, use_bias=True, **kwargs):
         data_format = kwargs.get("data_format") or "channels_last"
         if data_format != "channels_last":
             raise ValueError(
@@ -35,19 +36,19 @@ class WeightedConv:
                 f"{type(self).__name__} supports groups=1 only; received "
                 f"groups={kwargs['groups']}."
             )
-        padding = str(kwargs.get("padding", "same")).lower()
-        if padding not in ("same", "valid"):
+        if str(padding).lower() not in ("same", "valid"):
             raise ValueError(
                 f"{type(self).__name__}: padding must be 'same' or 'valid'; "
-                f"received padding={kwargs['padding']!r}."
+                f"received padding={padding!r}."
             )
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(
                 f"{type(self).__name__}: `filters` must be a positive integer; "
                 f"received filters={filters!r}."
             )
-        kwargs["padding"] = padding
-        super().__init__(filters, kernel_size, **kwargs)
+        super().__init__(filters, kernel_size, strides=strides, padding=str(padding).lower(),
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         **kwargs)
         self.input_spec = None  # two inputs; checked in `build`.
 
     def build(self, input_shape):
@@ -125,11 +126,6 @@ class WeightedConv1D(WeightedConv, keras.layers.Conv1D):
     >>> y, m2 = WeightedConv1D(8, 5)([x, m])
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="same", dilation_rate=1,
-                 activation=None, use_bias=True, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         dilation_rate=dilation_rate, activation=activation,
-                         use_bias=use_bias, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="sparselayers")
@@ -147,11 +143,6 @@ class WeightedConv2D(WeightedConv, keras.layers.Conv2D):
     >>> y, m2 = WeightedConv2D(16, 3, activation="relu")([x, m])
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="same", dilation_rate=1,
-                 activation=None, use_bias=True, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         dilation_rate=dilation_rate, activation=activation,
-                         use_bias=use_bias, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="sparselayers")
@@ -169,8 +160,3 @@ class WeightedConv3D(WeightedConv, keras.layers.Conv3D):
     >>> y, m2 = WeightedConv3D(8, 3)([x, m])
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="same", dilation_rate=1,
-                 activation=None, use_bias=True, **kwargs):
-        super().__init__(filters, kernel_size, strides=strides, padding=padding,
-                         dilation_rate=dilation_rate, activation=activation,
-                         use_bias=use_bias, **kwargs)
