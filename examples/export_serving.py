@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import sparselayers  # noqa: E402
-from example_utils import load_images  # noqa: E402
+from example_utils import load_images, save_grid  # noqa: E402
 from sparselayers import masks  # noqa: E402
 
 
@@ -37,6 +37,7 @@ def main(argv=None):
     parser.add_argument("--missing", type=float, default=0.75)
     parser.add_argument("--out", default="outputs/sparse_vae_imputer")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    # The figure goes beside the SavedModel folder, as export_serving.png.
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(0)
@@ -69,6 +70,10 @@ def main(argv=None):
     print(f"observed pixels kept: {observed_kept}; missing-pixel MSE served "
           f"{np.mean((outputs['imputed'].numpy() - images[:2])[mask[:2] == 0] ** 2):.4f}, "
           f"in process {np.mean((in_process - images[:2])[mask[:2] == 0] ** 2):.4f}")
+    figure = os.path.join(os.path.dirname(args.out) or ".", "export_serving.png")
+    save_grid(figure, [images[:2], mask[:2], np.clip(outputs["imputed"].numpy(), 0, 1)],
+              ["truth", "mask", "served"])
+    print(f"figure: {figure}")
     return response
 
 

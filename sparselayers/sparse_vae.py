@@ -4,6 +4,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from sparselayers import image_and_mask
 from sparselayers import sparse_vae_loss
 
 
@@ -59,6 +60,9 @@ class SparseVAE(keras.Model):
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self._impute_function = tf.function(self._impute_batch, reduce_retracing=True)
+        self._encode_function = tf.function(
+            lambda image, mask: self.encoder([image, mask], training=False),
+            reduce_retracing=True)
 
     @property
     def noise_sigma(self):
@@ -77,6 +81,8 @@ class SparseVAE(keras.Model):
     def loss_terms(self, image, mask, training=False):
         """(reconstruction, kl), each (batch,), for a batch of images and masks."""
         image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
+        image_and_mask.check_image_and_mask_shapes(
+            [tuple(image.shape), tuple(mask.shape)], "SparseVAE")
         mean, log_variance = self.encoder([image, mask], training=training)
         return sparse_vae_loss.sparse_vae_loss_terms(
             image, mask, mean, log_variance, self.decoder, self.noise_sigma,
@@ -129,14 +135,22 @@ class SparseVAE(keras.Model):
             )
         return tf.where(observed, image, decoded), mean
 
-    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size):
+    def _arrays(self, image, mask):
+        """Float32 image and full-shape mask arrays; ValueError on bad shapes."""
         image = np.asarray(image, np.float32)
-        mask = np.broadcast_to(np.asarray(mask, np.float32), image.shape)
+        mask = np.asarray(mask, np.float32)
         if image.shape[1:] != tuple(self.image_shape):
             raise ValueError(
                 f"Images of shape (batch,) + {image.shape[1:]} do not fit the model's "
                 f"(batch,) + {tuple(self.image_shape)}."
             )
+        image_and_mask.check_image_and_mask_shapes([image.shape, mask.shape], "SparseVAE")
+        if mask.shape[0] != image.shape[0]:
+            raise ValueError(f"{image.shape[0]} images but {mask.shape[0]} masks.")
+        return image, np.broadcast_to(mask, image.shape)
+
+    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size):
+        image, mask = self._arrays(image, mask)
         rng = np.random.default_rng(seed)
         outputs, means = [], []
         for start in range(0, len(image), batch_size):
@@ -164,10 +178,8 @@ class SparseVAE(keras.Model):
             float32 (n, *shape); observed entries exactly as given.
         """
         samples, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size)
-        imputed = samples.mean(axis=0)
-        image = np.asarray(image, np.float32)
-        observed = np.broadcast_to(np.asarray(mask) > 0.5, image.shape)
-        return np.where(observed, image, imputed)
+        image, mask = self._arrays(image, mask)
+        return np.where(mask > 0.5, image, samples.mean(axis=0))
 
     def sample_imputations(self, image, mask, n, seed=None, batch_size=256, pixel_noise=True):
         """Multiple imputation (eq. 5): x_k ~ q(x|y_O), y_hat ~ N(f(x_k), sigma^2 I).
@@ -181,17 +193,15 @@ class SparseVAE(keras.Model):
 
     def encode(self, image, mask, batch_size=256):
         """Posterior parameters (mean, log_variance), each (n, d), as arrays."""
-        image = np.asarray(image, np.float32)
-        mask = np.broadcast_to(np.asarray(mask, np.float32), image.shape)
-        observed = mask > 0.5
+        image, mask = self._arrays(image, mask)
+        image = np.where(mask > 0.5, image, 0.0).astype(np.float32)
         means, log_variances = [], []
         for start in range(0, len(image), batch_size):
             part = slice(start, start + batch_size)
-            mean, log_variance = self.encoder(
-                [np.where(observed[part], image[part], 0.0), mask[part]], training=False
-            )
-            means.append(np.asarray(mean, np.float32))
-            log_variances.append(np.asarray(log_variance, np.float32))
+            mean, log_variance = self._encode_function(
+                tf.constant(image[part]), tf.constant(mask[part]))
+            means.append(mean.numpy().astype(np.float32))
+            log_variances.append(log_variance.numpy().astype(np.float32))
         return np.concatenate(means), np.concatenate(log_variances)
 
     def export_imputer(self, path, num_samples=10, seed=0):

@@ -257,6 +257,10 @@ def test_bad_encoder_decoder_and_inputs(rng):
         model.impute(np.zeros((2, 7, 1), "float32"), np.ones((2, 7, 1), "float32"))
     with pytest.raises(ValueError, match="no targets"):
         model.train_step((1, 2, 3))
+    with pytest.raises(ValueError, match=r"mask must have 1 channel or the image's 1|differ on axis 1"):
+        model.impute(np.zeros((2, 6, 1), "float32"), np.ones((2, 5, 1), "float32"))
+    with pytest.raises(ValueError, match="differ on axis 1"):
+        model.loss_terms(np.zeros((2, 6, 1), "float32"), np.ones((2, 5, 1), "float32"))
 
 
 @pytest.mark.parametrize("name", sl.VARIANTS)
