@@ -73,7 +73,8 @@ class VectorFieldImputer:
         The ``serving_default`` signature takes float32 inputs ``image``
         (batch, *shape) and ``mask`` (same shape, 1 = observed) and returns
         ``imputed``. Mean and k-NN initialisation use the fitted reference
-        (stored in the SavedModel as a constant); "noise" uses `seed`. The loop
+        (stored in the SavedModel as a constant; without one, "mean" uses the
+        request batch's observed mean); "noise" uses `seed`. The loop
         is exported without XLA (TF Serving's GPU build rejects XLA functions).
         Load with `tf.saved_model.load(path)` alone: no project import needed.
 
@@ -94,11 +95,10 @@ class VectorFieldImputer:
             else:
                 image_shape = tuple(models[0].input_shape[1:])
         image_shape = tuple(image_shape)
-        if isinstance(self.init, str) and self.init in ("mean", "knn") and self.reference is None:
-            if self.init == "knn":
-                raise ValueError("export() with init='knn' needs fit(reference) first.")
         if not isinstance(self.init, str):
             raise ValueError("export() supports init 'mean', 'knn', 'noise' or 'zeros'.")
+        if self.init == "knn" and self.reference is None:
+            raise ValueError("export() with init='knn' needs fit(reference) first.")
         reference = None if self.reference is None else tf.constant(self.reference)
         init, k = self.init, self.k
         settings = (

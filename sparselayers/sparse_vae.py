@@ -63,6 +63,9 @@ class SparseVAE(keras.Model):
         self._encode_function = tf.function(
             lambda image, mask: self.encoder([image, mask], training=False),
             reduce_retracing=True)
+        # The encoder and decoder are built models, so this model is built too
+        # (its train_step never calls it, and saving wants it built).
+        self.built = True
 
     @property
     def noise_sigma(self):
@@ -215,9 +218,6 @@ class SparseVAE(keras.Model):
         """
         seed_tensor = tf.constant([seed, 0], tf.int32)
         samples = tf.constant(num_samples, tf.int32)
-        if not self.built:  # a subclassed model is built by its first call
-            example = np.zeros((1,) + tuple(self.image_shape), np.float32)
-            self([example, np.ones_like(example)])
 
         def serve(image, mask):
             imputed, mean = self._impute_batch(image, mask, samples, seed_tensor, False)
