@@ -17,6 +17,7 @@ unrolling, and no retracing for repeated calls with the same shapes.
 import typing
 import weakref
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -175,7 +176,7 @@ def check_ascent_arguments(step_size, max_steps, tol, k):
 
 def run_ascent(compiled, encoder, x, observed, *, step_size, max_steps, tol, init,
                reference, k, seed, num_imputations, return_trajectory, return_steps,
-               batch_size, jit_compile):
+               batch_size, jit_compile, verbose=0):
     """Shared by `vector_field_ascent` and `VectorFieldImputer.impute`."""
     if not isinstance(num_imputations, (int, np.integer)) or num_imputations < 1:
         raise ValueError(f"num_imputations must be an int >= 1; received {num_imputations!r}.")
@@ -195,6 +196,7 @@ def run_ascent(compiled, encoder, x, observed, *, step_size, max_steps, tol, ini
     if chunk <= 0:
         raise ValueError(f"batch_size must be a positive int; received {batch_size}.")
     outputs = []
+    progress = keras.utils.Progbar(len(x), unit_name="image") if verbose else None
     for start in range(0, len(x), chunk):
         part = slice(start, start + chunk)
         size = len(filled[part])
@@ -211,6 +213,8 @@ def run_ascent(compiled, encoder, x, observed, *, step_size, max_steps, tol, ini
             result[0].numpy()[:size], result[1].numpy()[:size],
             result[2].numpy()[:, :size] if return_trajectory else None,
         ])
+        if progress is not None:
+            progress.add(size)
     imputed = np.concatenate([o[0] for o in outputs])
     imputed = np.where(observed, x, imputed)  # observed entries exactly as given
     steps = np.concatenate([o[1] for o in outputs])
@@ -236,7 +240,7 @@ def run_ascent(compiled, encoder, x, observed, *, step_size, max_steps, tol, ini
 def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, tol=None,
                         init="mean", reference=None, k=5, seed=None, num_imputations=1,
                         return_trajectory=False, return_steps=False, batch_size=None,
-                        jit_compile=False):
+                        jit_compile=False, verbose=0):
     """Imputes missing entries by ascent along the auto-encoder's vector field.
 
     Iterates ``x_J <- x_J + step_size * [r(x) - x]_J`` on the missing entries J,
@@ -264,6 +268,7 @@ def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, t
         return_steps: return an `AscentResult` with the steps per sample.
         batch_size: process this many images at a time (None: all at once).
         jit_compile: compile the loop with XLA.
+        verbose: 1 shows a progress bar over the batches.
 
     Returns:
         The imputed images (observed entries exactly as given), or an
@@ -282,7 +287,7 @@ def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, t
         compiled, encoder, x, observed, step_size=step_size, max_steps=max_steps, tol=tol,
         init=init, reference=reference, k=k, seed=seed, num_imputations=num_imputations,
         return_trajectory=return_trajectory, return_steps=return_steps,
-        batch_size=batch_size, jit_compile=jit_compile,
+        batch_size=batch_size, jit_compile=jit_compile, verbose=verbose,
     )
 
 

@@ -55,7 +55,7 @@ class VectorFieldImputer:
         return self
 
     def impute(self, x, mask, *, seed=None, num_imputations=1, return_trajectory=False,
-               return_steps=False, batch_size=None):
+               return_steps=False, batch_size=None, verbose=0):
         """Imputes x's missing entries; see `imputers.vector_field_ascent`."""
         x, observed = ascent_lib.check_images_and_mask(x, mask)
         reference = ascent_lib.check_reference(self.reference, x, self.k, self.init)
@@ -64,7 +64,7 @@ class VectorFieldImputer:
             max_steps=self.max_steps, tol=self.tol, init=self.init, reference=reference,
             k=self.k, seed=seed, num_imputations=num_imputations,
             return_trajectory=return_trajectory, return_steps=return_steps,
-            batch_size=batch_size, jit_compile=self.jit_compile,
+            batch_size=batch_size, jit_compile=self.jit_compile, verbose=verbose,
         )
 
     def export(self, path, image_shape=None, seed=0):

@@ -152,10 +152,11 @@ class SparseVAE(keras.Model):
             raise ValueError(f"{image.shape[0]} images but {mask.shape[0]} masks.")
         return image, np.broadcast_to(mask, image.shape)
 
-    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size):
+    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size, verbose):
         image, mask = self._arrays(image, mask)
         rng = np.random.default_rng(seed)
         outputs, means = [], []
+        progress = keras.utils.Progbar(len(image), unit_name="image") if verbose else None
         for start in range(0, len(image), batch_size):
             batch_seed = tf.constant(rng.integers(0, 2**31 - 1, size=2), tf.int32)
             imputed, mean = self._impute_function(
@@ -165,9 +166,11 @@ class SparseVAE(keras.Model):
             )
             outputs.append(imputed.numpy())
             means.append(mean.numpy())
+            if progress is not None:
+                progress.add(len(mean))
         return np.concatenate(outputs, axis=1), np.concatenate(means)
 
-    def impute(self, image, mask, num_samples=10, batch_size=256, seed=None):
+    def impute(self, image, mask, num_samples=10, batch_size=256, seed=None, verbose=0):
         """Conditional-mean imputation (eq. 8): mean of f(x_k), x_k ~ q(x|y_O).
 
         Args:
@@ -176,22 +179,25 @@ class SparseVAE(keras.Model):
             num_samples: K posterior samples per image.
             batch_size: images per compiled call.
             seed: int or None.
+            verbose: 1 shows a progress bar over the batches.
 
         Returns:
             float32 (n, *shape); observed entries exactly as given.
         """
-        samples, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size)
+        samples, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size, verbose)
         image, mask = self._arrays(image, mask)
         return np.where(mask > 0.5, image, samples.mean(axis=0))
 
-    def sample_imputations(self, image, mask, n, seed=None, batch_size=256, pixel_noise=True):
+    def sample_imputations(self, image, mask, n, seed=None, batch_size=256, pixel_noise=True,
+                           verbose=0):
         """Multiple imputation (eq. 5): x_k ~ q(x|y_O), y_hat ~ N(f(x_k), sigma^2 I).
 
         Returns:
             float32 (n, num_images, *shape); observed entries exactly as given.
             With ``pixel_noise=False``, the imputations are f(x_k) themselves.
         """
-        samples, _ = self._run_batches(image, mask, n, seed, bool(pixel_noise), batch_size)
+        samples, _ = self._run_batches(image, mask, n, seed, bool(pixel_noise), batch_size,
+                                       verbose)
         return samples
 
     def encode(self, image, mask, batch_size=256):

@@ -128,7 +128,8 @@ def test_impute_samples_and_encode(rng):
     imputed = model.impute(sparse, mask, num_samples=5, batch_size=4, seed=1)
     assert imputed.shape == sparse.shape and np.all(np.isfinite(imputed))
     np.testing.assert_array_equal(imputed[mask > 0], images[mask > 0])
-    np.testing.assert_array_equal(imputed, model.impute(sparse, mask, num_samples=5, batch_size=4, seed=1))
+    np.testing.assert_array_equal(
+        imputed, model.impute(sparse, mask, num_samples=5, batch_size=4, seed=1, verbose=1))
     samples = model.sample_imputations(sparse, mask, 3, seed=2)
     assert samples.shape == (3,) + sparse.shape
     assert not np.allclose(samples[0], samples[1])

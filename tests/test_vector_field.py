@@ -138,7 +138,8 @@ def test_model_kinds_and_batching(linear_problem):
     for model in (Subclassed(sequential), lambda batch: sequential(batch)):
         got = imputers.vector_field_ascent(model, x, observed, max_steps=20)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    chunked = imputers.vector_field_ascent(sequential, x, observed, max_steps=20, batch_size=2)
+    chunked = imputers.vector_field_ascent(sequential, x, observed, max_steps=20, batch_size=2,
+                                           verbose=1)
     np.testing.assert_allclose(chunked, want, rtol=1e-5, atol=1e-6)
     compiled = imputers.vector_field_ascent(sequential, x, observed, max_steps=20, jit_compile=True)
     np.testing.assert_allclose(compiled, want, rtol=1e-4, atol=1e-5)
