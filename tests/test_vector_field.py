@@ -248,3 +248,36 @@ def test_imputer_object_and_export_in_fresh_process(linear_problem, tmp_path):
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["keys"] == ["imputed"]
     np.testing.assert_allclose(payload["imputed"], imputed, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_knn_fill_at_scale_stays_bounded(rng):
+    """10^4 queries x 10^4 references x 784 entries: bounded memory, exact.
+
+    Slow-marked so that it runs in a fresh process (`pytest -m slow`), where
+    the peak-memory growth it measures is this test's own.
+    """
+    import resource
+
+    reference = rng.random((10_000, 28, 28, 1), dtype=np.float32)
+    x = rng.random((10_000, 28, 28, 1), dtype=np.float32)
+    mask = rng.random(x.shape) < 0.5
+    # Five checked queries get five near copies each in the reference set, so
+    # their nearest neighbours are unambiguous.
+    checked = rng.choice(10_000, 5, replace=False)
+    slots = rng.choice(10_000, (5, 5), replace=False)
+    for query, places in zip(checked, slots):
+        reference[places] = x[query] + 0.01 * rng.standard_normal((5, 28, 28, 1), dtype=np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB
+    filled = imputers.knn_fill(np.where(mask, x, np.nan), mask, reference, k=5).numpy()
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20 - before
+    # The full distance matrix alone would be 0.4 GiB, its temporaries several.
+    assert grown < 1.5, f"peak memory grew by {grown:.2f} GiB"
+    flat_reference = reference.reshape(10_000, -1)
+    for query, places in zip(checked, slots):
+        seen = mask[query].reshape(-1)
+        distances = ((flat_reference[:, seen] - x[query].reshape(-1)[seen]) ** 2).sum(axis=1)
+        assert set(np.argsort(distances)[:5]) == set(places)
+        want = flat_reference[places].mean(axis=0)
+        want = np.where(seen, x[query].reshape(-1), want)
+        np.testing.assert_allclose(filled[query].reshape(-1), want, rtol=1e-4, atol=1e-5)
