@@ -286,3 +286,15 @@ def test_unknown_variant():
         sl.build_variant("conv-magic", (8, 8, 1))
     with pytest.raises(ValueError, match="multiple of 2\\*\\*levels"):
         sl.build_variant("conv-zero", (10, 10, 1), levels=2)
+
+
+def test_mixed_float16_training_is_finite(rng):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    sparse, mask, images = _data(rng, 16, (8, 8, 1), missing=0.6)
+    model = sl.build_variant("conv-FC-sparse", (8, 8, 1), 3, filters=4, levels=1)
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit((sparse, mask), batch_size=8, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    imputed = model.impute(sparse, mask)
+    assert imputed.dtype == np.float32 and np.all(np.isfinite(imputed))
+    np.testing.assert_array_equal(imputed[mask > 0], images[mask > 0])
