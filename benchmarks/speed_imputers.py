@@ -64,12 +64,7 @@ def timed(function):
 
 def median_time(function, repeats):
     function()  # warm-up (tracing)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return float(np.median([timed(function) for _ in range(repeats)]))
 
 
 def eager_ascent(model, x, observed, step_size, steps):

@@ -75,6 +75,22 @@ def conv_autoencoder(latent=128, filters=(64, 128)):
     return keras.Model(inputs, decoder(encoder(inputs))), encoder, decoder
 
 
+def random_squares(batch, size, smallest, largest, generator=None):
+    """bool (batch, size, size, 1): True inside a square of random side and place per image.
+
+    The in-graph counterpart of `sparselayers.masks.missing_patch`, so that
+    training sees a new square in every batch.
+    """
+    uniform = tf.random.uniform if generator is None else generator.uniform
+    side = uniform([batch, 1, 1, 1], smallest, largest + 1, tf.int32)
+    room = tf.cast(size - side + 1, tf.float32)
+    top = tf.cast(uniform([batch, 1, 1, 1]) * room, tf.int32)
+    left = tf.cast(uniform([batch, 1, 1, 1]) * room, tf.int32)
+    rows = tf.range(size)[None, :, None, None]
+    cols = tf.range(size)[None, None, :, None]
+    return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+
+
 class MaskingNoise(keras.layers.Layer):
     """Training-time corruption: a random square is hidden, then Gaussian noise is added.
 
@@ -93,14 +109,8 @@ class MaskingNoise(keras.layers.Layer):
     def call(self, images, training=False):
         if not training:
             return images
-        batch, size = tf.shape(images)[0], images.shape[1]
-        side = tf.random.uniform([batch, 1, 1, 1], self.smallest, self.largest + 1, tf.int32)
-        room = tf.cast(size - side + 1, tf.float32)
-        top = tf.cast(tf.random.uniform([batch, 1, 1, 1]) * room, tf.int32)
-        left = tf.cast(tf.random.uniform([batch, 1, 1, 1]) * room, tf.int32)
-        rows = tf.range(size)[None, :, None, None]
-        cols = tf.range(size)[None, None, :, None]
-        inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+        batch = tf.shape(images)[0]
+        inside = random_squares(batch, images.shape[1], self.smallest, self.largest)
         blurred = tf.nn.conv2d(images, self.blur_kernel, 1, "SAME")
         use_blur = tf.random.uniform([batch, 1, 1, 1]) < 0.5
         images = tf.where(inside, tf.where(use_blur, blurred, 0.0), images)
@@ -127,12 +137,7 @@ def random_patches(images, seed):
     generator = tf.random.Generator.from_seed(seed)
 
     def hide_patch(batch):
-        count = tf.shape(batch)[0]
-        top = generator.uniform([count, 1, 1, 1], 0, 16, tf.int32)
-        left = generator.uniform([count, 1, 1, 1], 0, 16, tf.int32)
-        rows = tf.range(28)[None, :, None, None]
-        cols = tf.range(28)[None, None, :, None]
-        inside = (rows >= top) & (rows < top + 13) & (cols >= left) & (cols < left + 13)
+        inside = random_squares(tf.shape(batch)[0], 28, 13, 13, generator)
         return tf.where(inside, 0.0, batch), tf.concat([batch, tf.cast(~inside, tf.float32)], -1)
 
     dataset = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed)
@@ -205,12 +210,15 @@ def main(argv=None):
         for method, step_sizes in (("ours", args.step_sizes), ("p-Gibbs", (1.0,))):
             label = f"{method} ({name})"
             settings = dict(init=init, reference=train, seed=args.seed, batch_size=500)
-            scores = {
-                (step_size, steps): np.mean(imputers.metrics.ssim(imputers.vector_field_ascent(
+            scores = {}
+            for step_size in step_sizes:
+                # One run to the largest budget: every smaller budget is a prefix of it.
+                trajectory = imputers.vector_field_ascent(
                     model, validation_sparse, validation_mask, step_size=step_size,
-                    max_steps=steps, **settings), validation))
-                for step_size in step_sizes for steps in STEP_BUDGETS
-            }
+                    max_steps=max(STEP_BUDGETS), return_trajectory=True, **settings).trajectory
+                for steps in STEP_BUDGETS:
+                    scores[step_size, steps] = np.mean(
+                        imputers.metrics.ssim(trajectory[steps], validation))
             budgets[label] = max(scores, key=scores.get)
             step_size, steps = budgets[label]
             results[label] = imputers.vector_field_ascent(
