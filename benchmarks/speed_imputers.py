@@ -4,8 +4,9 @@
    eager Python loop doing the same steps, for a small conv auto-encoder on
    28x28 images, batch 256, 100 steps; and the compiled time per step vs one
    forward pass of the model (compiled).
-2. Deep Image Prior: fitting 16 images in one compiled graph (batched=True,
-   each image with its own weights) vs fitting them one by one.
+2. Deep Image Prior: fitting 16 images as one stacked model (batched=True:
+   each image has its own weights, every layer processes all 16 at once; see
+   `imputers.stacked_network`) vs fitting them one by one.
 
 Times are medians of --repeats runs after a warm-up. Each DIP fit is timed
 once with 10 steps and once with 10 + --dip-steps steps, which separates its

@@ -5,11 +5,13 @@
 * `VectorFieldImputer`: the same, holding the model and reference data, with
   SavedModel export.
 * `mean_fill`, `knn_fill`, `noise_fill`: initial fillings.
-* `fit_dip`: Deep Image Prior fitting.
+* `fit_dip`: Deep Image Prior fitting (`stacked_network`: one model running
+  a separate copy of a network per image).
 * `metrics`: `ssim`, `psnr`, `masked_mse`.
 """
 
 from imputers import metrics
+from imputers import stacked_network
 from imputers.deep_image_prior import fit_dip
 from imputers.initialization import knn_fill
 from imputers.initialization import mean_fill
@@ -28,5 +30,6 @@ __all__ = [
     "metrics",
     "noise_fill",
     "pseudo_gibbs",
+    "stacked_network",
     "vector_field_ascent",
 ]

@@ -6,42 +6,49 @@ the image's observed entries only from a fixed random input z (paper §3.5.3):
     phi_hat = argmin_phi || g_phi(z)_O - y_O ||^2 / |O|,     y_hat = g_phi_hat(z),
 
 and the missing entries are read from y_hat (observed entries are kept).
+Every image gets its own freshly initialised copy of the network; with
+`batched=True` the copies are trained together as one stacked model
+(`imputers.stacked_network`), each seeing only its own image.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from imputers.stacked_network import stack_networks
 from imputers.vector_field import check_images_and_mask
 
 
-def _observed_loss(output, image, observed):
-    squared = tf.where(observed, tf.square(output - image), 0.0)
-    count = tf.reduce_sum(tf.cast(observed, tf.float32))
-    return tf.reduce_sum(squared) / tf.maximum(count, 1.0)
+def _observed_losses(outputs, images, observed):
+    """The observed-entry MSE of each image: (n, *shape) -> (n,)."""
+    axes = list(range(1, len(images.shape)))
+    squared = tf.where(observed, tf.square(outputs - images), 0.0)
+    count = tf.reduce_sum(tf.cast(observed, tf.float32), axes)
+    return tf.reduce_sum(squared, axes) / tf.maximum(count, 1.0)
 
 
-def _fit_group(networks, inputs, images, observed, steps, learning_rate, reg_noise_std,
+def _fit_group(network, inputs, images, observed, steps, learning_rate, reg_noise_std,
                seed, progress, progress_offset):
-    """Fits networks[i] to images[i], all in one compiled training step."""
+    """Fits a fresh copy of `network` to each of `images`, all in one compiled step."""
+    networks = [keras.models.clone_model(network) for _ in range(len(images))]
+    # One model whose copy g holds networks[g]'s weights and sees only inputs[g].
+    stacked = stack_networks(networks)
+    variables = stacked.trainable_variables
     optimizer = keras.optimizers.Adam(learning_rate)
-    variables = [v for network in networks for v in network.trainable_variables]
     optimizer.build(variables)
     generator = tf.random.Generator.from_seed(seed)
 
     @tf.function
     def train_step():
         with tf.GradientTape() as tape:
-            losses = []
-            for network, z, image, seen in zip(networks, inputs, images, observed):
-                jitter = generator.normal(tf.shape(z), stddev=reg_noise_std)
-                output = tf.cast(network(z + jitter, training=True), tf.float32)
-                losses.append(_observed_loss(output, image, seen))
-            # Each image's loss depends on its own network only: the gradient of
-            # the sum is every network's own gradient, and Adam is per weight.
-            total = tf.add_n(losses)
+            jitter = generator.normal(tf.shape(inputs), stddev=reg_noise_std)
+            outputs = tf.cast(stacked(inputs + jitter, training=True), tf.float32)
+            losses = _observed_losses(outputs, images, observed)
+            # Each image's loss depends on its own copy only: the gradient of
+            # the sum is every copy's own gradient, and Adam is per weight.
+            total = tf.reduce_sum(losses)
         optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-        return tf.stack(losses)
+        return losses
 
     # Losses are read back (a device sync) only about 100 times per fit.
     history = []
@@ -53,8 +60,8 @@ def _fit_group(networks, inputs, images, observed, steps, learning_rate, reg_noi
             if progress is not None:
                 progress.update(progress_offset + step + 1,
                                 values=[("observed_mse", float(np.mean(history[-1])))])
-    outputs = [tf.cast(n(z, training=True), tf.float32).numpy()[0] for n, z in zip(networks, inputs)]
-    return np.stack(outputs), np.stack(history)
+    outputs = tf.cast(stacked(inputs, training=True), tf.float32).numpy()
+    return outputs, np.stack(history)
 
 
 def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std=0.1,
@@ -75,8 +82,12 @@ def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std
         reg_noise_std: standard deviation of the noise added to z at each step
             (DIP's input regularisation; 0 disables it).
         seed: int or None, for the inputs, the weights and the jitter.
-        batched: if True, fit all images at once in one compiled training step
-            (each with its own weights); if False, one image after another.
+        batched: if True, fit all images at once in one compiled training
+            step: the n networks, each with its own weights, run as one model
+            whose layers process all n at once (`stack_networks`: Dense,
+            Conv1D/2D and their transposes, BatchNormalization and layers
+            without weights are vectorised; other layers with weights run
+            copy by copy in the same graph). If False, one image after another.
         verbose: 1 shows a Keras progress bar, 0 nothing.
         return_history: also return the observed-entry MSE of each image,
             recorded at the first step and then about 100 times.
@@ -105,21 +116,16 @@ def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std
     if seed is not None:
         keras.utils.set_random_seed(base_seed)
     input_shape = tuple(network.input_shape[1:])
-    inputs = [
-        tf.constant(rng.normal(0.0, input_noise_std, (1,) + input_shape).astype(np.float32))
-        for _ in range(len(y))
-    ]
-    images = [tf.constant(np.where(seen, image, 0.0)[None]) for image, seen in zip(y, observed)]
-    seen = [tf.constant(s[None]) for s in observed]
+    inputs = rng.normal(0.0, input_noise_std, (len(y),) + input_shape).astype(np.float32)
+    images = np.where(observed, y, 0.0).astype(np.float32)
     groups = [list(range(len(y)))] if batched else [[i] for i in range(len(y))]
     total_steps = steps * len(groups)
     progress = keras.utils.Progbar(total_steps, verbose=verbose) if verbose else None
     outputs, histories = [], []
     for number, group in enumerate(groups):
-        networks = [keras.models.clone_model(network) for _ in group]
         fitted, history = _fit_group(
-            networks, [inputs[i] for i in group], [images[i] for i in group],
-            [seen[i] for i in group], steps, learning_rate, reg_noise_std,
+            network, tf.constant(inputs[group]), tf.constant(images[group]),
+            tf.constant(observed[group]), steps, learning_rate, reg_noise_std,
             base_seed + number, progress, number * steps,
         )
         outputs.append(fitted)
