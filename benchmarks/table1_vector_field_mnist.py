@@ -16,18 +16,22 @@ Methods, all with the same auto-encoder architecture (see `conv_autoencoder`):
   plus the test images, see --mice-images).
 
 Auto-encoder recipe: conv encoder (64 and 128 filters, stride 2) + dense
-latent of 128, mirrored decoder with a sigmoid output; a denoising AE whose
-corruption is a square of random side 5-15 at a random place, set to 0 in half
-of the samples and blurred (7x7 Gaussian, sigma 1.5) in the other half, plus
-Gaussian noise (std --noise); trained to reconstruct the whole clean image
-(binary cross-entropy, Adam 1e-3 decayed to 1e-4, batch 128, --epochs epochs)
-on the complete training images. Alternatives measured on validation are listed
-in benchmarks/RESULTS.md. Stopping rule: a step budget chosen for each method
-and initialisation from {1, 2, 3, 5, 10, 20, 50, 100, 300}, with the step size
-of ours chosen from {0.1, 0.3} (p-Gibbs: 1), by SSIM on 500 validation images
-(training images 7500-7999, with their own random patches).
+latent of 128, mirrored decoder with a sigmoid output; a denoising AE trained
+to reconstruct the clean image (binary cross-entropy, Adam 1e-3 decayed to
+1e-4, batch 128) from one of two corruptions (`TrainingCorruption`), half
+each: (a) a random 13x13 patch filled by k-NN from the other training images,
+exactly as the k-NN initialisation fills a test image (--draws fills per
+image); (b) a square of random side 5-15 at a random place, set to 0 or blurred
+(7x7 Gaussian, sigma 1.5), half each; then Gaussian noise (std --noise). The AE
+and the CE both see every training image --passes times. Alternatives measured
+on validation are listed in benchmarks/RESULTS.md. Stopping rule: a step
+budget chosen for each method and initialisation from
+{1, 2, 3, 5, 10, 20, 50, 100, 300}, with the step size of ours chosen from
+{0.1, 0.3} (p-Gibbs: 1), by SSIM on 500 validation images (training images
+7500-7999, with their own random patches; their k-NN initialisation draws on
+images 0-7499 only, so that no image is its own neighbour).
 
-    python benchmarks/table1_vector_field_mnist.py [--epochs 40] [--test-images 2000]
+    python benchmarks/table1_vector_field_mnist.py [--passes 84] [--test-images 2000]
 """
 
 import argparse
@@ -91,30 +95,55 @@ def random_squares(batch, size, smallest, largest, generator=None):
     return (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
 
 
-class MaskingNoise(keras.layers.Layer):
-    """Training-time corruption: a random square is hidden, then Gaussian noise is added.
+class TrainingCorruption(keras.layers.Layer):
+    """The denoising AE's training-time corruption.
 
-    The square (side drawn from [smallest, largest]) is set to 0 in half of the
-    samples and replaced by a Gaussian-blurred copy of itself (7x7, sigma 1.5)
-    in the other half, the kind of blurry filling a k-NN initialisation gives.
+    Takes (batch, 28, 28, 2) pairs packed as channels: a k-NN-filled copy of
+    an image (a 13x13 patch filled as the k-NN initialisation fills it at test
+    time, see `leave_one_out_knn_fills`) and the clean image. A share
+    `knn_share` of the samples is the k-NN-filled copy; in the others a square
+    of random side in [smallest, largest] is hidden in the clean image, set to
+    0 in half of them and replaced by a Gaussian-blurred copy of itself (7x7,
+    sigma 1.5) in the other half. Gaussian noise (std `noise`) is then added
+    to all. At inference it returns the clean channel.
     """
 
-    def __init__(self, smallest, largest, noise, **kwargs):
+    def __init__(self, knn_share, smallest, largest, noise, **kwargs):
         super().__init__(**kwargs)
-        self.smallest, self.largest, self.noise = smallest, largest, noise
+        self.knn_share, self.smallest, self.largest, self.noise = knn_share, smallest, largest, noise
         taps = np.exp(-0.5 * (np.arange(-3, 4) / 1.5) ** 2)
         kernel = np.outer(taps, taps) / np.outer(taps, taps).sum()
         self.blur_kernel = kernel.astype("float32")[:, :, None, None]  # (7, 7, 1, 1)
 
-    def call(self, images, training=False):
+    def call(self, pairs, training=False):
+        knn_filled, images = pairs[..., :1], pairs[..., 1:]
         if not training:
             return images
         batch = tf.shape(images)[0]
         inside = random_squares(batch, images.shape[1], self.smallest, self.largest)
         blurred = tf.nn.conv2d(images, self.blur_kernel, 1, "SAME")
         use_blur = tf.random.uniform([batch, 1, 1, 1]) < 0.5
-        images = tf.where(inside, tf.where(use_blur, blurred, 0.0), images)
-        return images + self.noise * tf.random.normal(tf.shape(images))
+        squares = tf.where(inside, tf.where(use_blur, blurred, 0.0), images)
+        use_knn = tf.random.uniform([batch, 1, 1, 1]) < self.knn_share
+        corrupted = tf.where(use_knn, knn_filled, squares)
+        return corrupted + self.noise * tf.random.normal(tf.shape(images))
+
+
+def leave_one_out_knn_fills(train, draws, seed):
+    """(draws * n, 28, 28, 1): each training image with a random 13x13 patch k-NN-filled.
+
+    The k=5 fill from the other training images, as a test image would get it
+    from the training set. An image is its own nearest neighbour (distance 0
+    on its observed pixels), so the mean of the 5 others is
+    (6 * mean of the 6 nearest - the image) / 5.
+    """
+    fills = []
+    for draw in range(draws):
+        mask = masks.missing_patch(train.shape[:-1], 13, seed=seed + 10 + draw)[..., None]
+        sparse = np.where(mask > 0, train, np.nan).astype("float32")
+        nearest_six = imputers.knn_fill(sparse, mask, train, k=6).numpy()
+        fills.append(np.where(mask > 0, train, np.clip((6 * nearest_six - train) / 5, 0, 1)))
+    return np.concatenate(fills).astype("float32")
 
 
 def decaying_learning_rate(epochs):
@@ -122,12 +151,16 @@ def decaying_learning_rate(epochs):
     return keras.callbacks.LearningRateScheduler(lambda epoch, _: 1e-3 * 0.1 ** (epoch / epochs))
 
 
-def train_denoising_autoencoder(train, noise, epochs, seed):
+def train_denoising_autoencoder(train, noise, knn_share, draws, epochs, seed):
+    """Each epoch sees every training image `draws` times, each time with its own k-NN fill."""
     keras.utils.set_random_seed(seed)
     model, encoder, decoder = conv_autoencoder()
-    noisy = keras.Sequential([keras.Input((28, 28, 1)), MaskingNoise(5, 15, noise), model])
+    pairs = np.concatenate([leave_one_out_knn_fills(train, draws, seed),
+                            np.tile(train, (draws, 1, 1, 1))], -1)
+    noisy = keras.Sequential([keras.Input((28, 28, 2)),
+                              TrainingCorruption(knn_share, 5, 15, noise), model])
     noisy.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
-    noisy.fit(train, train, batch_size=128, epochs=epochs, verbose=2,
+    noisy.fit(pairs, pairs[..., 1:], batch_size=128, epochs=epochs, verbose=2,
               callbacks=[decaying_learning_rate(epochs)])
     return model, encoder, decoder
 
@@ -180,7 +213,12 @@ def mice(train, test, mask, count, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", help="folder with t10k-images-idx3-ubyte.gz")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--passes", type=int, default=84,
+                        help="how many times each model sees each training image")
+    parser.add_argument("--draws", type=int, default=6,
+                        help="k-NN-filled copies of each training image for the AE")
+    parser.add_argument("--knn-share", type=float, default=0.5,
+                        help="share of the AE's training samples that are k-NN-filled copies")
     parser.add_argument("--noise", type=float, default=0.05, help="Gaussian noise std")
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--step-sizes", type=float, nargs="+", default=STEP_SIZES,
@@ -197,8 +235,10 @@ def main(argv=None):
     sparse = np.where(mask > 0, test, np.nan).astype("float32")
 
     started = time.time()
-    model, encoder, decoder = train_denoising_autoencoder(train, args.noise, args.epochs, args.seed)
-    context_encoder = train_context_encoder(train, args.epochs, args.seed)
+    # Both models see every training image `--passes` times.
+    model, encoder, decoder = train_denoising_autoencoder(
+        train, args.noise, args.knn_share, args.draws, args.passes // args.draws, args.seed)
+    context_encoder = train_context_encoder(train, args.passes, args.seed)
     print(f"training: {time.time() - started:.0f} s")
 
     validation = images[7500:8000]
@@ -209,20 +249,22 @@ def main(argv=None):
     for name, init in (("noise init", "noise"), ("k-NN init", "knn")):
         for method, step_sizes in (("ours", args.step_sizes), ("p-Gibbs", (1.0,))):
             label = f"{method} ({name})"
-            settings = dict(init=init, reference=train, seed=args.seed, batch_size=500)
+            settings = dict(init=init, seed=args.seed, batch_size=500)
             scores = {}
             for step_size in step_sizes:
                 # One run to the largest budget: every smaller budget is a prefix of it.
                 trajectory = imputers.vector_field_ascent(
                     model, validation_sparse, validation_mask, step_size=step_size,
-                    max_steps=max(STEP_BUDGETS), return_trajectory=True, **settings).trajectory
+                    max_steps=max(STEP_BUDGETS), return_trajectory=True,
+                    reference=images[:7500], **settings).trajectory
                 for steps in STEP_BUDGETS:
                     scores[step_size, steps] = np.mean(
                         imputers.metrics.ssim(trajectory[steps], validation))
             budgets[label] = max(scores, key=scores.get)
             step_size, steps = budgets[label]
             results[label] = imputers.vector_field_ascent(
-                model, sparse, mask, step_size=step_size, max_steps=steps, **settings)
+                model, sparse, mask, step_size=step_size, max_steps=steps, reference=train,
+                **settings)
     print("(step size, steps) chosen on validation:", budgets)
     filled = context_encoder.predict(np.nan_to_num(sparse), batch_size=500, verbose=0)
     results["CE"] = np.where(mask > 0, test, filled)
