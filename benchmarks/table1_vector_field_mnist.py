@@ -76,7 +76,7 @@ def conv_autoencoder(latent=128, filters=(64, 128)):
         keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid"),
     ], name="decoder")
     inputs = keras.Input((28, 28, 1))
-    return keras.Model(inputs, decoder(encoder(inputs))), encoder, decoder
+    return keras.Model(inputs, decoder(encoder(inputs)))
 
 
 def random_squares(batch, size, smallest, largest, generator=None):
@@ -154,7 +154,7 @@ def decaying_learning_rate(epochs):
 def train_denoising_autoencoder(train, noise, knn_share, draws, epochs, seed):
     """Each epoch sees every training image `draws` times, each time with its own k-NN fill."""
     keras.utils.set_random_seed(seed)
-    model, encoder, decoder = conv_autoencoder()
+    model = conv_autoencoder()
     pairs = np.concatenate([leave_one_out_knn_fills(train, draws, seed),
                             np.tile(train, (draws, 1, 1, 1))], -1)
     noisy = keras.Sequential([keras.Input((28, 28, 2)),
@@ -162,7 +162,7 @@ def train_denoising_autoencoder(train, noise, knn_share, draws, epochs, seed):
     noisy.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
     noisy.fit(pairs, pairs[..., 1:], batch_size=128, epochs=epochs, verbose=2,
               callbacks=[decaying_learning_rate(epochs)])
-    return model, encoder, decoder
+    return model
 
 
 def random_patches(images, seed):
@@ -180,7 +180,7 @@ def random_patches(images, seed):
 def train_context_encoder(train, epochs, seed):
     """The same architecture trained to fill a 13x13 patch (a new random one each batch)."""
     keras.utils.set_random_seed(seed + 1)
-    model, _, _ = conv_autoencoder()
+    model = conv_autoencoder()
 
     def patch_mse(packed_target, prediction):
         target, seen = packed_target[..., :1], packed_target[..., 1:]
@@ -227,6 +227,8 @@ def main(argv=None):
                         help="training images given to MICE (0 skips MICE)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.passes % args.draws:
+        parser.error(f"--passes ({args.passes}) must be a multiple of --draws ({args.draws}).")
     images = mnist_split.load_or_explain(args.mnist)
     if images is None:
         return 0
@@ -236,7 +238,7 @@ def main(argv=None):
 
     started = time.time()
     # Both models see every training image `--passes` times.
-    model, encoder, decoder = train_denoising_autoencoder(
+    model = train_denoising_autoencoder(
         train, args.noise, args.knn_share, args.draws, args.passes // args.draws, args.seed)
     context_encoder = train_context_encoder(train, args.passes, args.seed)
     print(f"training: {time.time() - started:.0f} s")

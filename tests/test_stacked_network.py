@@ -39,7 +39,7 @@ def _signal_generator():
 
 def _nested_generator():
     inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(5)])
+                              keras.layers.Dense(5), keras.layers.BatchNormalization()])
     inputs = keras.Input((6,))
     return keras.Model(inputs, keras.layers.Dense(3)(inner(inputs)))
 
