@@ -12,5 +12,6 @@ def load_or_explain(folder=None):
     """
     images = datasets.load_mnist_test(folder)
     if images is None:
-        print("MNIST not found (../shared/data/mnist or --mnist): benchmark skipped.")
+        where = folder or "$SPARSELAYERS_MNIST or ../shared/data/mnist"
+        print(f"MNIST (t10k-images-idx3-ubyte[.gz]) not found in {where}: benchmark skipped.")
     return images

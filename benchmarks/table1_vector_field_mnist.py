@@ -1,6 +1,6 @@
 """Paper Table 1 (MNIST column): SSIM of imputations of a 13x13 missing patch.
 
-Protocol: MNIST test set, images 0-7999 train the models, images 8000-9999 are
+Protocol: MNIST test set, images 0-7999 are the training set, images 8000-9999 are
 imputed (``--test-images`` of them); each test image loses a 13x13 patch at a
 uniformly random place. SSIM (imputers.metrics.ssim: 11x11 Gaussian window,
 sigma 1.5, K1=0.01, K2=0.03) is computed over the whole 28x28 image.
@@ -27,9 +27,11 @@ and the CE both see every training image --passes times. Alternatives measured
 on validation are listed in benchmarks/RESULTS.md. Stopping rule: a step
 budget chosen for each method and initialisation from
 {1, 2, 3, 5, 10, 20, 50, 100, 300}, with the step size of ours chosen from
-{0.1, 0.3} (p-Gibbs: 1), by SSIM on 500 validation images (training images
-7500-7999, with their own random patches; their k-NN initialisation draws on
-images 0-7499 only, so that no image is its own neighbour).
+{0.1, 0.3} (p-Gibbs: 1), by SSIM on 500 validation images: training images
+7500-7999, with their own random patches, held out from the models' training
+(the AE, the CE and the validation k-NN initialisation use images 0-7499; the
+test images' k-NN initialisation, k-NN and MICE use all of 0-7999).
+`table1_data_scaling.py` measures how ours grows with the AE's training set.
 
     python benchmarks/table1_vector_field_mnist.py [--passes 84] [--test-images 2000]
 """
@@ -210,6 +212,26 @@ def mice(train, test, mask, count, seed):
     return np.where(mask > 0, test, np.clip(filled, 0, 1))
 
 
+def choose_stopping_rule(model, validation, validation_mask, reference, init, step_sizes, seed):
+    """The (step size, steps) with the best mean validation SSIM, and that SSIM.
+
+    Steps are chosen from STEP_BUDGETS: one run to the largest budget per step
+    size, since every smaller budget is a prefix of its trajectory.
+    """
+    sparse = np.where(validation_mask > 0, validation, np.nan).astype("float32")
+    scores = {}
+    for step_size in step_sizes:
+        trajectory = imputers.vector_field_ascent(
+            model, sparse, validation_mask, step_size=step_size, max_steps=max(STEP_BUDGETS),
+            return_trajectory=True, init=init, reference=reference, seed=seed,
+            batch_size=500).trajectory
+        for steps in STEP_BUDGETS:
+            ssim = imputers.metrics.ssim(trajectory[steps], validation)
+            scores[step_size, steps] = float(np.mean(ssim))
+    best = max(scores, key=scores.get)
+    return best, scores[best]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", help="folder with t10k-images-idx3-ubyte.gz")
@@ -232,7 +254,12 @@ def main(argv=None):
     images = mnist_split.load_or_explain(args.mnist)
     if images is None:
         return 0
-    train, test = images[:8000], images[8000:8000 + args.test_images]
+    # Images 0-7999 are the training set; the models are fitted on 0-7499 and
+    # 7500-7999 are held out to choose each iteration's step size and steps.
+    train, validation = images[:7500], images[7500:8000]
+    reference = images[:8000]  # k-NN (baseline and initialisation) draws on all training images
+    test = images[8000:8000 + args.test_images]
+    validation_mask = masks.missing_patch(validation.shape[:-1], 13, seed=args.seed + 5)[..., None]
     mask = masks.missing_patch(test.shape[:-1], 13, seed=args.seed)[..., None]
     sparse = np.where(mask > 0, test, np.nan).astype("float32")
 
@@ -243,36 +270,23 @@ def main(argv=None):
     context_encoder = train_context_encoder(train, args.passes, args.seed)
     print(f"training: {time.time() - started:.0f} s")
 
-    validation = images[7500:8000]
-    validation_mask = masks.missing_patch(validation.shape[:-1], 13, seed=args.seed + 5)[..., None]
-    validation_sparse = np.where(validation_mask > 0, validation, np.nan).astype("float32")
     results = {}
     budgets = {}
     for name, init in (("noise init", "noise"), ("k-NN init", "knn")):
         for method, step_sizes in (("ours", args.step_sizes), ("p-Gibbs", (1.0,))):
             label = f"{method} ({name})"
-            settings = dict(init=init, seed=args.seed, batch_size=500)
-            scores = {}
-            for step_size in step_sizes:
-                # One run to the largest budget: every smaller budget is a prefix of it.
-                trajectory = imputers.vector_field_ascent(
-                    model, validation_sparse, validation_mask, step_size=step_size,
-                    max_steps=max(STEP_BUDGETS), return_trajectory=True,
-                    reference=images[:7500], **settings).trajectory
-                for steps in STEP_BUDGETS:
-                    scores[step_size, steps] = np.mean(
-                        imputers.metrics.ssim(trajectory[steps], validation))
-            budgets[label] = max(scores, key=scores.get)
+            budgets[label], _ = choose_stopping_rule(
+                model, validation, validation_mask, train, init, step_sizes, args.seed)
             step_size, steps = budgets[label]
             results[label] = imputers.vector_field_ascent(
-                model, sparse, mask, step_size=step_size, max_steps=steps, reference=train,
-                **settings)
+                model, sparse, mask, step_size=step_size, max_steps=steps, init=init,
+                reference=reference, seed=args.seed, batch_size=500)
     print("(step size, steps) chosen on validation:", budgets)
     filled = context_encoder.predict(np.nan_to_num(sparse), batch_size=500, verbose=0)
     results["CE"] = np.where(mask > 0, test, filled)
-    results["k-NN (k=5)"] = imputers.knn_fill(sparse, mask, train, k=5).numpy()
+    results["k-NN (k=5)"] = imputers.knn_fill(sparse, mask, reference, k=5).numpy()
     if args.mice_images:
-        results["MICE"] = mice(train, test, mask, args.mice_images, args.seed)
+        results["MICE"] = mice(reference, test, mask, args.mice_images, args.seed)
 
     print(f"\nSSIM over the whole image, {len(test)} MNIST test images, 13x13 patch")
     print(f"{'method':<22} {'SSIM':>7} {'paper':>7} {'patch MSE':>10}")

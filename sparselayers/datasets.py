@@ -62,10 +62,14 @@ def load_images(path):
 def find_mnist_test(directory=None):
     """Path of the local MNIST test images, or None when absent.
 
-    Looks in `directory`, else in ``$SPARSELAYERS_MNIST``, else in
+    Looks only in `directory` when it is given (a wrong folder is not replaced
+    by another one); otherwise in ``$SPARSELAYERS_MNIST``, then in
     ``../shared/data/mnist`` relative to the working directory.
     """
-    candidates = [directory, os.environ.get("SPARSELAYERS_MNIST"), "../shared/data/mnist"]
+    if directory:
+        candidates = [directory]
+    else:
+        candidates = [os.environ.get("SPARSELAYERS_MNIST"), "../shared/data/mnist"]
     for folder in candidates:
         if not folder:
             continue

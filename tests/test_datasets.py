@@ -26,6 +26,19 @@ def test_idx_round_trip_and_load_images(tmp_path, rng):
     assert datasets.load_mnist_test(str(tmp_path)).shape == (5, 28, 28, 1)
 
 
+def test_find_mnist_test_looks_only_in_a_given_folder(tmp_path, rng, monkeypatch):
+    found = tmp_path / "found"
+    found.mkdir()
+    _write_idx(found / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(2, 28, 28)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(tmp_path)  # no ../shared/data/mnist from here
+    monkeypatch.setenv("SPARSELAYERS_MNIST", str(found))
+    assert datasets.find_mnist_test() == str(found / "t10k-images-idx3-ubyte")
+    assert datasets.find_mnist_test(str(empty)) is None
+    assert datasets.load_mnist_test(str(empty)) is None
+
+
 def test_npz_and_errors(tmp_path, rng):
     images = rng.random((3, 8, 8)).astype("float32")
     np.savez(tmp_path / "data.npz", x=images)
