@@ -24,7 +24,7 @@ import imputers  # noqa: E402
 from sparselayers import masks  # noqa: E402
 import mnist_split  # noqa: E402  (benchmarks/mnist_split.py)
 from table1_vector_field_mnist import (  # noqa: E402
-    STEP_SIZES, choose_stopping_rule, train_denoising_autoencoder)
+    KNN_SHARE, NOISE, STEP_SIZES, choose_stopping_rule, train_denoising_autoencoder)
 
 
 def main(argv=None):
@@ -52,7 +52,7 @@ def main(argv=None):
         started = time.time()
         epochs = 7500 * args.passes // (size * args.draws)
         model = train_denoising_autoencoder(
-            train[:size], noise=0.05, knn_share=0.5, draws=args.draws, epochs=epochs,
+            train[:size], noise=NOISE, knn_share=KNN_SHARE, draws=args.draws, epochs=epochs,
             seed=args.seed)
         (step_size, steps), ours = choose_stopping_rule(
             model, validation, validation_mask, train, "knn", STEP_SIZES, args.seed)

@@ -59,6 +59,8 @@ PAPER = {
 
 STEP_BUDGETS = (1, 2, 3, 5, 10, 20, 50, 100, 300)
 STEP_SIZES = (0.1, 0.3)  # for ours; p-Gibbs is step size 1 by definition
+NOISE = 0.05  # std of the Gaussian noise in the AE's training corruption
+KNN_SHARE = 0.5  # share of the AE's training samples that are k-NN-filled copies
 
 
 def conv_autoencoder(latent=128, filters=(64, 128)):
@@ -239,9 +241,9 @@ def main(argv=None):
                         help="how many times each model sees each training image")
     parser.add_argument("--draws", type=int, default=6,
                         help="k-NN-filled copies of each training image for the AE")
-    parser.add_argument("--knn-share", type=float, default=0.5,
+    parser.add_argument("--knn-share", type=float, default=KNN_SHARE,
                         help="share of the AE's training samples that are k-NN-filled copies")
-    parser.add_argument("--noise", type=float, default=0.05, help="Gaussian noise std")
+    parser.add_argument("--noise", type=float, default=NOISE, help="Gaussian noise std")
     parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--step-sizes", type=float, nargs="+", default=STEP_SIZES,
                         help="step sizes for ours, chosen among on validation")
