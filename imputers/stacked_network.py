@@ -110,27 +110,42 @@ def _corresponding_layers(networks):
     return copies_of
 
 
-@functools.cache
-def grouped_convolution_supported():
-    """Whether TensorFlow's default device differentiates grouped convolutions.
+def grouped_convolution_supported(dtype="float32"):
+    """Whether the default device differentiates grouped convolutions in `dtype`.
 
-    GPUs do, and CPUs with oneDNN (TensorFlow's default on x86); without
-    oneDNN the CPU gradient kernels raise "Gradients for grouped convolutions
-    are not supported on CPU". The answer is probed once (eagerly, even when
-    called while tracing) and cached.
+    GPUs do, and x86 CPUs with oneDNN (TensorFlow's default) do in float32;
+    without oneDNN the CPU gradient kernels raise "Gradients for grouped
+    convolutions are not supported on CPU", and with oneDNN float16 works only
+    on CPUs with AVX-512 FP16 (bfloat16 on those with AVX-512 BF16). So the
+    answer is probed, never assumed: once per dtype and device (eagerly, even
+    when called while tracing), and cached.
+
+    Args:
+        dtype: the convolution's compute dtype, e.g. "float32" or "float16".
     """
-    strides = [1, 1, 1, 1]
     with tf.init_scope():
-        # The two gradient kernels of a grouped convolution (2 groups of 2
-        # channels), called directly: tapes do not record in an init_scope.
+        device = tf.constant(0.0).device  # where a new op lands: GPU:0 if any
+    return _probe_grouped_convolution(tf.as_dtype(dtype).name, device)
+
+
+@functools.cache
+def _probe_grouped_convolution(dtype, device):
+    strides = [1, 1, 1, 1]
+    with tf.init_scope(), tf.device(device):
+        # A grouped convolution (2 groups of 2 channels) and its two gradient
+        # kernels, called directly: tapes do not record in an init_scope.
         try:
+            tf.raw_ops.Conv2D(
+                input=tf.ones((1, 3, 3, 4), dtype), filter=tf.ones((3, 3, 2, 2), dtype),
+                strides=strides, padding="SAME")
             tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=[1, 3, 3, 4], filter=tf.ones((3, 3, 2, 2)),
-                out_backprop=tf.ones((1, 3, 3, 2)), strides=strides, padding="SAME")
+                input_sizes=[1, 3, 3, 4], filter=tf.ones((3, 3, 2, 2), dtype),
+                out_backprop=tf.ones((1, 3, 3, 2), dtype), strides=strides, padding="SAME")
             tf.raw_ops.Conv2DBackpropFilter(
-                input=tf.ones((1, 3, 3, 4)), filter_sizes=[3, 3, 2, 2],
-                out_backprop=tf.ones((1, 3, 3, 2)), strides=strides, padding="SAME")
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                input=tf.ones((1, 3, 3, 4), dtype), filter_sizes=[3, 3, 2, 2],
+                out_backprop=tf.ones((1, 3, 3, 2), dtype), strides=strides, padding="SAME")
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.NotFoundError):
             return False
     return True
 
@@ -147,7 +162,7 @@ def _stacked_layer(copies):
                     keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose)
     if (kind in convolutions and plain and layer.data_format == "channels_last"
             and getattr(layer, "groups", 1) == 1 and layer.padding in ("valid", "same")
-            and grouped_convolution_supported()):
+            and grouped_convolution_supported(layer.compute_dtype)):
         return _StackedConvolution(copies)
     if kind is keras.layers.BatchNormalization and layer.axis in (
             -1, len(layer.get_build_config()["input_shape"]) - 1):

@@ -9,6 +9,7 @@ from sparselayers import datasets
 from sparselayers import masks
 from sparselayers import sparse_vae_loss
 from sparselayers.fill_missing import FillMissing
+from sparselayers.fill_missing import interpolate_along
 from sparselayers.fill_missing import interpolate_rows
 from sparselayers.linear_subspace_vae import LinearSubspaceVAE
 from sparselayers.locally_connected_sparse import LocallyConnectedSparse2D
@@ -30,6 +31,7 @@ __all__ = [
     "SparseVAE",
     "VARIANTS",
     "build_variant",
+    "interpolate_along",
     "interpolate_rows",
     "sparse_vae_loss",
     "LocallyConnectedSparse2D",

@@ -12,45 +12,73 @@ import tensorflow as tf
 from sparselayers import image_and_mask
 
 
-def interpolate_rows(image, observed, fill_value=0.0):
-    """Linear interpolation of missing entries along the second-to-last axis' rows.
+def interpolate_along(image, observed, axis=-2, fill_value=0.0):
+    """Linear interpolation of missing entries along one axis, as `numpy.interp` does.
 
-    For images (batch, H, W, C), each row ``image[b, i, :, c]`` is interpolated
-    along W from its observed entries, as `numpy.interp` does: linear between
-    observed neighbours, constant beyond the first and last observed entry.
-    A row with no observed entry gets `fill_value`. Vectorised: no loop.
+    Each line of `image` along `axis` is interpolated from its own observed
+    entries: linearly between observed neighbours, constant (the nearest
+    observed value) beyond the first and last one. A line with no observed
+    entry gets `fill_value`. Vectorised: no loop over lines.
 
     Args:
-        image: (batch, ..., W, C) float tensor; missing entries may hold NaN.
+        image: float tensor, batch first; missing entries may hold NaN or Inf.
         observed: bool tensor of the image's shape.
+        axis: the axis to interpolate along (not 0, the batch axis); -2 is
+            the image width of (batch, H, W, C) images, 1 their height.
+        fill_value: value of lines with no observed entry.
 
     Returns:
         float tensor of the image's shape; observed entries unchanged.
+
+    Example:
+
+    >>> # Every 3rd row of (batch, H, W, 1) images acquired: fill along H.
+    >>> filled = interpolate_along(images, masks > 0.5, axis=1)
     """
     image = tf.convert_to_tensor(image)
-    dtype = image.dtype
-    # Rows along axis -2: move it last and flatten the rest, (rows, W).
+    observed = tf.convert_to_tensor(observed)
     rank = image.shape.rank
-    order = list(range(rank - 2)) + [rank - 1, rank - 2]
-    rows = tf.transpose(image, order)
-    seen = tf.transpose(observed, order)
-    transposed_shape = tf.shape(rows)
-    width = rows.shape[-1]
-    rows = tf.reshape(rows, [-1, width])
-    seen = tf.reshape(seen, [-1, width])
-    rows = tf.where(seen, rows, tf.zeros_like(rows))
+    if not -rank <= axis < rank or axis % rank == 0:
+        raise ValueError(
+            f"interpolate_along: axis must be a non-batch axis of an image of rank {rank}; "
+            f"received axis={axis}.")
+    axis = axis % rank
+    order = [i for i in range(rank) if i != axis] + [axis]
+    inverse = [order.index(i) for i in range(rank)]
+    lines = tf.transpose(image, order)
+    seen = tf.transpose(tf.broadcast_to(observed, tf.shape(image)), order)
+    filled = _interpolate_last_axis(lines, seen, fill_value)
+    return tf.transpose(filled, inverse)
 
-    positions = tf.range(width)
+
+def interpolate_rows(image, observed, fill_value=0.0):
+    """`interpolate_along` the second-to-last axis (the width W of (batch, H, W, C))."""
+    return interpolate_along(image, observed, axis=-2, fill_value=fill_value)
+
+
+def _interpolate_last_axis(lines, seen, fill_value):
+    """Interpolation along the last axis of (..., L) lines; seen is bool (..., L)."""
+    dtype = lines.dtype
+    line_shape = tf.shape(lines)
+    length = lines.shape[-1]
+    if length is None:
+        length = tf.shape(lines)[-1]
+    lines = tf.reshape(lines, [-1, length])  # (lines, L)
+    seen = tf.reshape(seen, [-1, length])
+    lines = tf.where(seen, lines, tf.zeros_like(lines))
+
+    positions = tf.range(length)
     # Observed positions first, in increasing order, then the missing ones.
-    observed_first = tf.argsort(tf.where(seen, positions, positions + width), axis=1, stable=True)
+    observed_first = tf.argsort(tf.where(seen, positions, positions + length), axis=1,
+                                stable=True)
     observed_up_to = tf.cumsum(tf.cast(seen, tf.int32), axis=1)  # observed at <= i
     total = observed_up_to[:, -1:]
     left = tf.gather(observed_first, tf.maximum(observed_up_to - 1, 0), batch_dims=1)
-    right = tf.gather(observed_first, tf.minimum(observed_up_to, width - 1), batch_dims=1)
+    right = tf.gather(observed_first, tf.minimum(observed_up_to, length - 1), batch_dims=1)
     has_left = observed_up_to > 0
     has_right = observed_up_to < total
-    left_value = tf.gather(rows, left, batch_dims=1)
-    right_value = tf.gather(rows, right, batch_dims=1)
+    left_value = tf.gather(lines, left, batch_dims=1)
+    right_value = tf.gather(lines, right, batch_dims=1)
     span = tf.cast(tf.maximum(right - left, 1), dtype)
     weight = tf.cast(positions[None, :] - left, dtype) / span
     between = left_value + weight * (right_value - left_value)
@@ -58,9 +86,8 @@ def interpolate_rows(image, observed, fill_value=0.0):
         has_left & has_right, between,
         tf.where(has_left, left_value, tf.where(has_right, right_value, tf.cast(fill_value, dtype))),
     )
-    filled = tf.where(seen, rows, filled)
-    filled = tf.reshape(filled, transposed_shape)
-    return tf.transpose(filled, order)
+    filled = tf.where(seen, lines, filled)
+    return tf.reshape(filled, line_shape)
 
 
 @keras.saving.register_keras_serializable(package="sparselayers")
@@ -69,28 +96,57 @@ class FillMissing(keras.layers.Layer):
 
     Args:
         method: "zero", "mean" (the pixel-wise dataset mean: call `adapt`
-            first, or pass `pixel_mean`) or "interp" (`interpolate_rows`, with
-            the pixel mean — or 0 — for rows with no observed pixel).
+            first, or pass `pixel_mean`) or "interp" (`interpolate_along`,
+            with the pixel mean — or 0 — where a line has no observed entry).
         append_mask: if True, the mask (one channel per image channel) is
             appended as extra channels (the conv-interp-wmask variant).
         pixel_mean: optional array of the image's shape (without batch).
+        axis: for "interp", the axis to interpolate along: an int (a spatial
+            axis of the batched image: 1 is the height H of (batch, H, W, C),
+            -2 or 2 its width W; the default -2 keeps the original row-wise
+            behaviour), or "both" for 2-D images: the mean of the
+            interpolations along H and along W where both lines hold observed
+            entries, the one that does otherwise (random pixel masks). For
+            thick-slice cuts, name the acquisition axis (rows every n-th
+            observed along H: ``axis=1``).
 
     Example:
 
     >>> fill = FillMissing("mean"); fill.adapt(images, masks)
     >>> filled = fill([images, masks])
+    >>> FillMissing("interp", axis=1)([cuts, cut_masks])  # along H
     """
 
-    def __init__(self, method="zero", append_mask=False, pixel_mean=None, **kwargs):
+    def __init__(self, method="zero", append_mask=False, pixel_mean=None, axis=-2, **kwargs):
         super().__init__(**kwargs)
         if method not in ("zero", "mean", "interp"):
             raise ValueError(f"method must be 'zero', 'mean' or 'interp'; received {method!r}.")
+        if not (axis == "both" or (isinstance(axis, (int, np.integer)) and axis != 0)):
+            raise ValueError(
+                f"axis must be a non-zero int (a spatial axis of the batched image) or 'both'; "
+                f"received {axis!r}.")
         self.method = method
         self.append_mask = bool(append_mask)
+        self.axis = axis if axis == "both" else int(axis)
         self._initial_mean = None if pixel_mean is None else np.asarray(pixel_mean, np.float32)
 
     def build(self, input_shape):
         image_shape, _ = image_and_mask.check_image_and_mask_shapes(input_shape, "FillMissing")
+        rank = len(image_shape)
+        if self.axis == "both" and rank != 4:
+            raise ValueError(
+                f"FillMissing(axis='both') needs 2-D images (batch, H, W, C); received image "
+                f"shape {image_shape}.")
+        if self.axis != "both" and not (-rank < self.axis < rank - 1 and self.axis % rank != 0):
+            raise ValueError(
+                f"FillMissing: axis={self.axis} is not a spatial axis of images of shape "
+                f"{image_shape} (use 1..{rank - 2} or -2..-{rank - 1}).")
+        if self.method == "mean" or self.method == "interp":
+            if any(size is None for size in image_shape[1:]) and self._initial_mean is None:
+                # Images of any size (fully convolutional models): the mean
+                # fallback is a scalar 0 rather than a per-pixel weight.
+                self.pixel_mean = None
+                return
         self.pixel_mean = self.add_weight(
             name="pixel_mean", shape=image_shape[1:], trainable=False,
             initializer=keras.initializers.Zeros(),
@@ -104,6 +160,9 @@ class FillMissing(keras.layers.Layer):
         observed = np.broadcast_to(np.asarray(masks) > 0.5, images.shape)
         if not self.built:
             self.build([(None,) + images.shape[1:], (None,) + np.shape(masks)[1:]])
+        if self.pixel_mean is None:
+            raise ValueError("FillMissing.adapt needs images of a fixed size; this layer was "
+                             "built for images of any size.")
         sums = np.where(observed, images, 0.0).sum(axis=0)
         counts = observed.sum(axis=0)
         overall = sums.sum() / max(counts.sum(), 1)
@@ -113,13 +172,24 @@ class FillMissing(keras.layers.Layer):
         image, mask = image_and_mask.split_inputs(inputs, "FillMissing")
         observed = image_and_mask.observed_entries(mask, image)
         image = image_and_mask.zero_missing(image, observed)
-        mean = tf.cast(self.pixel_mean, image.dtype)[None]
+        if self.pixel_mean is None:
+            mean = tf.zeros_like(image)
+        else:
+            mean = tf.broadcast_to(tf.cast(self.pixel_mean, image.dtype)[None], tf.shape(image))
         if self.method == "mean":
             filled = tf.where(observed, image, mean)
         elif self.method == "interp":
-            filled = interpolate_rows(image, observed)
-            row_empty = tf.logical_not(tf.reduce_any(observed, axis=-2, keepdims=True))
-            filled = tf.where(row_empty, tf.broadcast_to(mean, tf.shape(image)), filled)
+            axes = (1, 2) if self.axis == "both" else (self.axis,)
+            total = tf.zeros_like(image)
+            count = tf.zeros_like(image)
+            for axis in axes:
+                line_has_entry = tf.reduce_any(observed, axis=axis, keepdims=True)
+                line_has_entry = tf.broadcast_to(line_has_entry, tf.shape(image))
+                along = interpolate_along(image, observed, axis=axis)
+                total += tf.where(line_has_entry, along, tf.zeros_like(along))
+                count += tf.cast(line_has_entry, image.dtype)
+            filled = tf.where(count > 0, total / tf.maximum(count, 1), mean)
+            filled = tf.where(observed, image, filled)
         else:
             filled = image
         if self.append_mask:
@@ -135,5 +205,6 @@ class FillMissing(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"method": self.method, "append_mask": self.append_mask})
+        config.update({"method": self.method, "append_mask": self.append_mask,
+                       "axis": self.axis})
         return config

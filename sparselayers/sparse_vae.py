@@ -7,6 +7,10 @@ import tensorflow as tf
 from sparselayers import image_and_mask
 from sparselayers import sparse_vae_loss
 
+# Default bound on the decoded values of one imputation call (2**26 float32
+# values: 256 MB), whatever the image size and number of samples.
+DECODED_VALUES_PER_CALL = 2**26
+
 
 @keras.saving.register_keras_serializable(package="sparselayers")
 class SparseVAE(keras.Model):
@@ -77,25 +81,37 @@ class SparseVAE(keras.Model):
         return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
 
     def call(self, inputs, training=False):
-        image, mask = _split(inputs)
-        mean, _ = self.encoder([image, mask], training=training)
+        image, mask, _ = _split(inputs)
+        image = tf.convert_to_tensor(image)
+        observed = image_and_mask.observed_entries(tf.convert_to_tensor(mask), image)
+        mean, _ = self.encoder([image_and_mask.zero_missing(image, observed), mask],
+                               training=training)
         return self.decoder(mean, training=training)
 
-    def loss_terms(self, image, mask, training=False):
-        """(reconstruction, kl), each (batch,), for a batch of images and masks."""
+    def loss_terms(self, image, mask, training=False, scored_mask=None):
+        """(reconstruction, kl), each (batch,), for a batch of images and masks.
+
+        The encoder sees the observed entries of `mask` (missing ones set to
+        0, so NaN never reaches it); the likelihood scores those of
+        `scored_mask` if given (self-supervision: entries hidden from the
+        encoder but known), else the same.
+        """
         image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
         image_and_mask.check_image_and_mask_shapes(
             [tuple(image.shape), tuple(mask.shape)], "SparseVAE")
-        mean, log_variance = self.encoder([image, mask], training=training)
+        observed = image_and_mask.observed_entries(mask, image)
+        mean, log_variance = self.encoder([image_and_mask.zero_missing(image, observed), mask],
+                                          training=training)
         return sparse_vae_loss.sparse_vae_loss_terms(
             image, mask, mean, log_variance, self.decoder, self.noise_sigma,
-            num_samples=self.num_samples, training=training,
+            num_samples=self.num_samples, training=training, scored_mask=scored_mask,
         )
 
     def train_step(self, data):
-        image, mask = _split(data)
+        image, mask, scored_mask = _split(data)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self.loss_terms(image, mask, training=True)
+            reconstruction, kl = self.loss_terms(image, mask, training=True,
+                                                 scored_mask=scored_mask)
             loss = tf.reduce_mean(reconstruction + kl)
             if self.losses:
                 loss += tf.add_n([tf.cast(l, tf.float32) for l in self.losses])
@@ -108,8 +124,8 @@ class SparseVAE(keras.Model):
         return self._update_metrics(loss, reconstruction, kl)
 
     def test_step(self, data):
-        image, mask = _split(data)
-        reconstruction, kl = self.loss_terms(image, mask, training=False)
+        image, mask, scored_mask = _split(data)
+        reconstruction, kl = self.loss_terms(image, mask, training=False, scored_mask=scored_mask)
         return self._update_metrics(tf.reduce_mean(reconstruction + kl), reconstruction, kl)
 
     def _update_metrics(self, loss, reconstruction, kl):
@@ -129,8 +145,8 @@ class SparseVAE(keras.Model):
             tf.concat([[num_samples], tf.shape(mean)], axis=0), seed=seed
         )
         samples = mean + tf.exp(0.5 * tf.cast(log_variance, tf.float32)) * noise
-        decoded = tf.cast(self.decoder(tf.reshape(samples, [-1, self.latent_dim]), training=False),
-                          tf.float32)
+        flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
+        decoded = tf.cast(self.decoder(flat, training=False), tf.float32)
         decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
         if pixel_noise:
             decoded += self.noise_sigma * tf.random.stateless_normal(
@@ -142,7 +158,9 @@ class SparseVAE(keras.Model):
         """Float32 image and full-shape mask arrays; ValueError on bad shapes."""
         image = np.asarray(image, np.float32)
         mask = np.asarray(mask, np.float32)
-        if image.shape[1:] != tuple(self.image_shape):
+        if len(image.shape[1:]) != len(self.image_shape) or any(
+                want is not None and size != want
+                for size, want in zip(image.shape[1:], self.image_shape)):
             raise ValueError(
                 f"Images of shape (batch,) + {image.shape[1:]} do not fit the model's "
                 f"(batch,) + {tuple(self.image_shape)}."
@@ -152,8 +170,23 @@ class SparseVAE(keras.Model):
             raise ValueError(f"{image.shape[0]} images but {mask.shape[0]} masks.")
         return image, np.broadcast_to(mask, image.shape)
 
-    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size, verbose):
+    def _batch_size(self, batch_size, num_samples, image_shape=None):
+        """Images per call: given, or as many as keep the decoder's activations
+        for one call within `DECODED_VALUES_PER_CALL` values: its widest layer
+        output times the samples per image (2 GB at 10 samples of 160 x 160
+        images would otherwise be 256 images of 32-channel maps: 15 GB)."""
+        if batch_size is not None:
+            if int(batch_size) != batch_size or batch_size < 1:
+                raise ValueError(f"batch_size must be an int >= 1 or None; received {batch_size}.")
+            return int(batch_size)
+        per_image = max(1, int(num_samples)) * _widest_activation(
+            self.decoder, self.image_shape if image_shape is None else image_shape)
+        return int(np.clip(DECODED_VALUES_PER_CALL // per_image, 1, 256))
+
+    def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size, verbose,
+                     mean_only=False):
         image, mask = self._arrays(image, mask)
+        batch_size = self._batch_size(batch_size, num_samples, image.shape[1:])
         rng = np.random.default_rng(seed)
         outputs, means = [], []
         progress = keras.utils.Progbar(len(image), unit_name="image") if verbose else None
@@ -164,31 +197,37 @@ class SparseVAE(keras.Model):
                 tf.constant(mask[start:start + batch_size]),
                 tf.constant(num_samples, tf.int32), batch_seed, pixel_noise,
             )
-            outputs.append(imputed.numpy())
+            imputed = imputed.numpy()
+            # Keep the mean only when that is all the caller needs: memory of
+            # one batch's samples, not the dataset's.
+            outputs.append(imputed.mean(axis=0, keepdims=True) if mean_only else imputed)
             means.append(mean.numpy())
             if progress is not None:
                 progress.add(len(mean))
         return np.concatenate(outputs, axis=1), np.concatenate(means)
 
-    def impute(self, image, mask, num_samples=10, batch_size=256, seed=None, verbose=0):
+    def impute(self, image, mask, num_samples=10, batch_size=None, seed=None, verbose=0):
         """Conditional-mean imputation (eq. 8): mean of f(x_k), x_k ~ q(x|y_O).
 
         Args:
             image: (n, *shape); missing entries may hold NaN.
             mask: 1 where observed, image's shape or 1 channel.
             num_samples: K posterior samples per image.
-            batch_size: images per compiled call.
+            batch_size: images per compiled call; None chooses it so that a
+                call decodes at most `DECODED_VALUES_PER_CALL` values (memory
+                stays bounded for large images and many samples).
             seed: int or None.
             verbose: 1 shows a progress bar over the batches.
 
         Returns:
             float32 (n, *shape); observed entries exactly as given.
         """
-        samples, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size, verbose)
+        mean, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size, verbose,
+                                    mean_only=True)
         image, mask = self._arrays(image, mask)
-        return np.where(mask > 0.5, image, samples.mean(axis=0))
+        return np.where(mask > 0.5, image, mean[0])
 
-    def sample_imputations(self, image, mask, n, seed=None, batch_size=256, pixel_noise=True,
+    def sample_imputations(self, image, mask, n, seed=None, batch_size=None, pixel_noise=True,
                            verbose=0):
         """Multiple imputation (eq. 5): x_k ~ q(x|y_O), y_hat ~ N(f(x_k), sigma^2 I).
 
@@ -258,16 +297,40 @@ class SparseVAE(keras.Model):
         return cls(**config)
 
 
+def _widest_activation(model, image_shape):
+    """Values per sample of the model's largest layer output (at least the image's).
+
+    `image_shape` is the images' actual shape; layer outputs of unknown
+    spatial size (fully convolutional models) count as the image's size
+    times their channels.
+    """
+    pixels = int(np.prod(image_shape[:-1]))
+    widest = int(np.prod(image_shape))
+    for layer in model.layers:
+        try:
+            shape = tuple(layer.output.shape)
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) < 2 or not isinstance(shape[-1], int):
+            continue
+        if all(isinstance(size, int) for size in shape[1:]):
+            widest = max(widest, int(np.prod(shape[1:])))
+        else:
+            widest = max(widest, pixels * shape[-1])
+    return widest
+
+
 def _split(data):
-    """(image, mask) from [image, mask], (image, mask) or ((image, mask),)."""
+    """(image, mask, scored_mask or None) from (image, mask[, scored_mask]) or ((...),)."""
     while isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]
-    if not isinstance(data, (list, tuple)) or len(data) != 2:
+    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
         raise ValueError(
-            "SparseVAE expects (image, mask) pairs and no targets; received "
+            "SparseVAE expects (image, mask) pairs (or (image, mask, scored_mask) triples for "
+            "self-supervision) and no targets; received "
             f"{type(data).__name__} of {len(data) if isinstance(data, (list, tuple)) else 1} item(s)."
         )
-    return data[0], data[1]
+    return data[0], data[1], (data[2] if len(data) == 3 else None)
 
 
 def _check_encoder_decoder(encoder, decoder):
@@ -287,18 +350,18 @@ def _check_encoder_decoder(encoder, decoder):
         )
     image_shape = tuple(inputs[0].shape[1:])
     mean_shape, log_variance_shape = tuple(outputs[0].shape), tuple(outputs[1].shape)
-    if len(mean_shape) != 2 or mean_shape != log_variance_shape:
+    if len(mean_shape) < 2 or mean_shape != log_variance_shape:
         raise ValueError(
-            f"The encoder's mean and log-variance must both be (batch, d); received "
-            f"{mean_shape} and {log_variance_shape}."
+            f"The encoder's mean and log-variance must both be (batch, d) (or one spatial "
+            f"shape, (batch, h, w, c)); received {mean_shape} and {log_variance_shape}."
         )
-    latent_dim = mean_shape[1]
+    latent_dim = mean_shape[-1]  # d, or the channels of a spatial latent
     decoder_input = tuple(decoder.inputs[0].shape)
     decoder_output = tuple(decoder.outputs[0].shape[1:])
-    if decoder_input[1:] != (latent_dim,):
+    if decoder_input[1:] != mean_shape[1:]:
         raise ValueError(
             f"The decoder takes inputs {decoder_input}, the encoder's latent is "
-            f"(batch, {latent_dim})."
+            f"(batch,) + {mean_shape[1:]}."
         )
     if decoder_output != image_shape:
         raise ValueError(

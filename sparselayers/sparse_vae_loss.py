@@ -18,10 +18,28 @@ tfd = tfp.distributions
 
 
 def posterior(mean, log_variance):
-    """The approximate posterior q(x | y_O) as a `tfd.MultivariateNormalDiag`."""
+    """The approximate posterior q(x | y_O), a diagonal Gaussian per sample.
+
+    A `tfd.MultivariateNormalDiag` for vector latents (batch, d); for spatial
+    latents (batch, h, w, c) the same distribution over all h*w*c entries, as
+    a `tfd.Independent` of `tfd.Normal`s (event shape (h, w, c)).
+    """
     mean = tf.cast(mean, tf.float32)
     scale = tf.exp(0.5 * tf.cast(log_variance, tf.float32))
-    return tfd.MultivariateNormalDiag(loc=mean, scale_diag=scale)
+    if mean.shape.rank == 2:
+        return tfd.MultivariateNormalDiag(loc=mean, scale_diag=scale)
+    return tfd.Independent(tfd.Normal(loc=mean, scale=scale),
+                           reinterpreted_batch_ndims=mean.shape.rank - 1)
+
+
+def prior_like(mean):
+    """p(x) = N(0, I) over latents of `mean`'s shape (event: all but the batch axis)."""
+    mean = tf.convert_to_tensor(mean)
+    if mean.shape.rank == 2:
+        return standard_normal_prior(mean.shape[-1])
+    zeros = tf.zeros(tf.shape(mean), tf.float32)
+    return tfd.Independent(tfd.Normal(loc=zeros, scale=tf.ones_like(zeros)),
+                           reinterpreted_batch_ndims=mean.shape.rank - 1)
 
 
 def standard_normal_prior(latent_dim):
@@ -49,7 +67,7 @@ def observed_log_likelihood(image, observed, reconstruction, noise_sigma):
 
 
 def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
-                          num_samples=1, training=False):
+                          num_samples=1, training=False, scored_mask=None):
     """The two terms of eq. 9 per sample: (reconstruction, KL).
 
     Usable in any Keras model's `train_step` or with `add_loss`.
@@ -57,11 +75,15 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
     Args:
         image: (batch, *shape) images; missing entries may hold NaN.
         mask: 1 where observed (bool, or float > 0.5), image's shape or 1 channel.
-        mean, log_variance: (batch, d), the encoder's posterior parameters.
+        mean, log_variance: (batch, d), or (batch, *latent_shape) for spatial
+            latents, the encoder's posterior parameters.
         decoder: callable mapping latents (n, d) to images (n, *shape).
         noise_sigma: sigma > 0 (float or scalar tensor, e.g. a learned weight).
         num_samples: K, samples from q for the expectation.
         training: passed to a Keras decoder.
+        scored_mask: the entries of the likelihood, if not `mask`'s (for
+            self-supervision: the encoder saw `mask`'s entries, the loss scores
+            held-out ones too); same conventions as `mask`.
 
     Returns:
         reconstruction: (batch,) -E_q[log N(y_O; f(x)_O, sigma^2 I)].
@@ -71,11 +93,15 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
     if observed.dtype != tf.bool:
         observed = observed > tf.cast(0.5, observed.dtype)
     observed = tf.broadcast_to(observed, tf.shape(image))
+    if scored_mask is not None:
+        observed = tf.convert_to_tensor(scored_mask)
+        if observed.dtype != tf.bool:
+            observed = observed > tf.cast(0.5, observed.dtype)
+        observed = tf.broadcast_to(observed, tf.shape(image))
     q = posterior(mean, log_variance)
-    latent_dim = mean.shape[-1]
-    kl = tfd.kl_divergence(q, standard_normal_prior(latent_dim))
-    samples = q.sample(num_samples)  # (K, batch, d), reparameterised
-    flat = tf.reshape(samples, [-1, latent_dim])
+    kl = tfd.kl_divergence(q, prior_like(mean))
+    samples = q.sample(num_samples)  # (K, batch, *latent_shape), reparameterised
+    flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
     decoded = _call(decoder, flat, training)
     decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
     log_likelihood = observed_log_likelihood(image, observed, decoded, noise_sigma)

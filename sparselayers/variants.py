@@ -1,24 +1,43 @@
 """Builders of the paper's model variants (§4.3.2) and baselines.
 
 `build_variant(name, image_shape, latent_dim)` returns a `SparseVAE` ready to
-`compile` and `fit` on (image, mask) pairs:
+`compile` and `fit` on (image, mask) pairs (``conv-interp-residual``: a plain
+`keras.Model`):
 
 * ``conv-zero``: missing pixels filled with zeros, ordinary conv encoder.
 * ``conv-mean``: filled with the pixel-wise dataset mean (pass `pixel_mean`,
   or call `model.encoder.get_layer("fill").adapt(images, masks)`).
-* ``conv-interp``: filled by linear interpolation along rows (in TF).
+* ``conv-interp``: filled by linear interpolation along rows (in TF), or
+  along the axis given by ``axis`` (1 for thick-slice cuts).
 * ``conv-interp-wmask``: conv-interp plus the mask as input channels.
 * ``conv-sparse``: sparsity-aware encoder of residual blocks of two
   `WeightedConv2D` 3x3 + ReLU, each block followed by 2x2 max-pooling of the
   features and of the mask.
 * ``conv-FC-sparse``: conv-sparse followed by a `SparseDense` bottleneck
   (posterior mean and log-variance), enabling covariance across the image.
+* ``conv-interp-residual``: for thick-slice images (rows along H observed
+  every n-th): linear interpolation along H (`FillMissing(axis=1)`) plus the
+  mask, then a stack of dilated 3x3 convolutions that predicts a correction
+  added to the interpolation. Fully convolutional (images of any size:
+  ``image_shape=(None, None, 1)``), deterministic (a plain `keras.Model`
+  mapping ``[image, mask]`` to the filled image, not a VAE), and equal to
+  linear interpolation before training (the correction starts at zero).
+  Trained by hiding rows of fully observed images (the acquired slices of
+  a thick-slice scan: see `sparselayers.thick_slices`).
+* ``conv-interp-residual-vae``: its sparse VAE form, keeping multiple
+  imputation and per-pixel uncertainty: a `SparseVAE` with a spatial latent
+  (H, W, latent_dim), of any image size. Encoder: the interpolation and mask,
+  the same dilated convolutions, 1x1 convolutions to the posterior mean and
+  log-variance maps; decoder: the same dilated convolutions from the latent
+  map back to the image (linear output). Trained on (image, mask,
+  scored_mask) triples: the encoder sees the kept rows, the likelihood
+  scores every known pixel. `latent_dim` is the latent's channel count.
 * ``linear``: the linear subspace model (`LinearSubspaceVAE`, eqs. 13-15).
 * ``volumetric``: `LocallyConnectedSparse3D` encoder for volumes
   (X, Y, Z, C); the decoder maps the latent to per-block codes and each block
   back to voxels (a transposed convolution with stride = block size).
 
-All 2-D variants share one decoder: Dense -> reshape -> `levels` x (2x
+The paper's 2-D variants share one decoder: Dense -> reshape -> `levels` x (2x
 upsampling, two 3x3 convs + ReLU) -> 3x3 conv with `output_activation`. The
 paper uses five levels on larger images; `levels` (default 2) must divide the
 image size: 28 -> 14 -> 7 for MNIST.
@@ -35,7 +54,7 @@ from sparselayers.weighted_conv import WeightedConv2D
 
 VARIANTS = (
     "conv-zero", "conv-mean", "conv-interp", "conv-interp-wmask", "conv-sparse",
-    "conv-FC-sparse", "linear", "volumetric",
+    "conv-FC-sparse", "conv-interp-residual", "conv-interp-residual-vae", "linear", "volumetric",
 )
 
 _FILL = {
@@ -47,7 +66,7 @@ _FILL = {
 def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noise_sigma=0.1,
                   learn_noise_sigma=False, num_samples=1, pixel_mean=None,
                   regularization=1e-3, output_activation="sigmoid", block_size=8,
-                  block_units=16):
+                  block_units=16, dilations=(1, 2, 4, 8, 4, 2, 1), axis=None):
     """Builds one of `VARIANTS` as a `SparseVAE`.
 
     Args:
@@ -62,15 +81,34 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
             "volumetric"); "linear" uses lambda = noise_sigma**2 (eq. 15).
         output_activation: of the decoder's last layer ("sigmoid" for [0, 1]).
         block_size, block_units: of the "volumetric" LocallyConnectedSparse3D.
+        dilations: of the "conv-interp-residual" convolutions (one each,
+            `filters` channels; the receptive field grows with their sum).
+        axis: the interpolation axis (`FillMissing`'s) of the "conv-interp*"
+            variants: 1 along H (thick-slice cuts, rows every n-th observed),
+            -2 along W, "both" for scattered pixels. Default: 1 for
+            "conv-interp-residual(-vae)", -2 (rows) for "conv-interp" and
+            "conv-interp-wmask".
 
     Returns:
-        An uncompiled `SparseVAE`.
+        An uncompiled `SparseVAE`; for "conv-interp-residual" an uncompiled
+        `keras.Model` ``[image, mask] -> image``.
+
+    Example:
+
+    >>> model = build_variant("conv-sparse", (28, 28, 1), latent_dim=10)
+    >>> refiner = build_variant("conv-interp-residual", (None, None, 1), filters=32)
     """
     image_shape = tuple(image_shape)
     common = dict(noise_sigma=noise_sigma, learn_noise_sigma=learn_noise_sigma,
                   num_samples=num_samples)
     if name == "linear":
         return LinearSubspaceVAE(image_shape, latent_dim, **common)
+    if name == "conv-interp-residual":
+        return _interp_residual(image_shape, filters, dilations, 1 if axis is None else axis)
+    if name == "conv-interp-residual-vae":
+        encoder, decoder = _interp_residual_vae(image_shape, latent_dim, filters, dilations,
+                                                1 if axis is None else axis)
+        return SparseVAE(encoder, decoder, name="conv_interp_residual_vae", **common)
     if name == "volumetric":
         encoder, decoder = _volumetric(image_shape, latent_dim, block_size, block_units,
                                        regularization, output_activation)
@@ -87,7 +125,8 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
     mask = keras.Input(image_shape, name="mask")
     if name in _FILL:
         method, append_mask = _FILL[name]
-        features = FillMissing(method, append_mask, pixel_mean, name="fill")([image, mask])
+        features = FillMissing(method, append_mask, pixel_mean, axis=-2 if axis is None else axis,
+                               name="fill")([image, mask])
         for level in range(levels):
             for _ in range(2):
                 features = keras.layers.Conv2D(filters * 2**level, 3, padding="same",
@@ -115,6 +154,52 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
     encoder = keras.Model([image, mask], [mean, log_variance], name="encoder")
     decoder = _conv_decoder(image_shape, latent_dim, filters, levels, output_activation)
     return SparseVAE(encoder, decoder, name=name.replace("-", "_"), **common)
+
+
+def _interp_residual(image_shape, filters, dilations, axis):
+    if len(image_shape) != 3:
+        raise ValueError(f"'conv-interp-residual' needs image_shape (H, W, C); received "
+                         f"{image_shape}.")
+    channels = image_shape[-1]
+    if channels is None:
+        raise ValueError("'conv-interp-residual' needs a known channel count in image_shape.")
+    if not dilations or any(int(d) < 1 for d in dilations):
+        raise ValueError(f"dilations must be a non-empty list of ints >= 1; received {dilations}.")
+    image = keras.Input(image_shape, name="image")
+    mask = keras.Input(image_shape, name="mask")
+    # (batch, H, W, 2C): the interpolation along `axis`, then the mask.
+    filled = FillMissing("interp", append_mask=True, axis=axis, name="fill")([image, mask])
+    interpolated = filled[..., :channels]
+    x = filled
+    for dilation in dilations:
+        x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=int(dilation),
+                                activation="relu")(x)
+    # Zero-initialised: the untrained model is linear interpolation itself.
+    correction = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros",
+                                     name="correction")(x)
+    output = keras.layers.Add(name="imputed")([interpolated, correction])
+    return keras.Model([image, mask], output, name="conv_interp_residual")
+
+
+def _interp_residual_vae(image_shape, latent_channels, filters, dilations, axis):
+    _interp_residual(image_shape, filters, dilations, axis)  # the same argument checks
+    image = keras.Input(image_shape, name="image")
+    mask = keras.Input(image_shape, name="mask")
+    x = FillMissing("interp", append_mask=True, axis=axis, name="fill")([image, mask])
+    for dilation in dilations:
+        x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=int(dilation),
+                                activation="relu")(x)
+    mean = keras.layers.Conv2D(latent_channels, 1, name="mean")(x)
+    log_variance = keras.layers.Conv2D(latent_channels, 1, name="log_variance")(x)
+    encoder = keras.Model([image, mask], [mean, log_variance], name="encoder")
+    latent = keras.Input(tuple(image_shape[:-1]) + (latent_channels,), name="latent")
+    x = latent
+    for dilation in dilations:
+        x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=int(dilation),
+                                activation="relu")(x)
+    # Linear output, as conv-interp-residual's: normalised MRI exceeds 1.
+    output = keras.layers.Conv2D(image_shape[-1], 3, padding="same")(x)
+    return encoder, keras.Model(latent, output, name="decoder")
 
 
 def _weighted_residual_block(features, mask, filters):

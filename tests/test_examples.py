@@ -34,9 +34,13 @@ def test_train_sparse_vae_quick(tmp_path):
 
 
 def test_mri_and_export_examples(tmp_path):
-    out = _run("mri_slice_imputation.py", "--size", "32", "--epochs", "1", "--quiet",
-               "--out", str(tmp_path / "mri.png"), cwd=tmp_path)
-    assert "81% missing" in out and (tmp_path / "mri.png").exists()  # 6 of 32 slices kept
+    out = _run("mri_slice_imputation.py", "--size", "32", "--phantoms", "2", "--steps", "20",
+               "--quiet", "--out", str(tmp_path / "mri"), cwd=tmp_path)
+    assert "every 6th slice along axis 0" in out and "conv-interp-residual" in out
+    for index in range(2):
+        assert (tmp_path / "mri" / f"phantom{index}_imputed.npy").exists()
+        assert (tmp_path / "mri" / f"phantom{index}_montage.png").exists()
+    assert (tmp_path / "mri" / "model.keras").exists()
     out = _run("export_serving.py", "--epochs", "1", "--quiet", "--out",
                str(tmp_path / "served"), cwd=tmp_path)
     assert "observed pixels kept: True" in out

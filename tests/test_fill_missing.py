@@ -40,3 +40,83 @@ def test_fill_missing_modes(rng):
     assert np.all(np.isfinite(interp))
     with pytest.raises(ValueError, match="method must be"):
         sl.FillMissing("median")
+
+
+@pytest.mark.parametrize("axis", [1, 2, -3, -2])
+def test_interpolate_along_any_axis_matches_numpy_interp(rng, axis):
+    image = rng.random((2, 7, 8, 2)).astype("float32")
+    observed = rng.random(image.shape) < 0.4
+    observed[0, :, 3, 0] = False  # an empty line along axis 1
+    observed[1, 2, :, 1] = False  # an empty line along axis 2
+    got = sl.interpolate_along(np.where(observed, image, np.nan), observed, axis=axis,
+                               fill_value=-1.0).numpy()
+    moved_image = np.moveaxis(image, axis, -1)
+    moved_observed = np.moveaxis(observed, axis, -1)
+    moved_got = np.moveaxis(got, axis, -1)
+    for index in np.ndindex(moved_image.shape[:-1]):
+        positions = np.flatnonzero(moved_observed[index])
+        length = moved_image.shape[-1]
+        want = (np.full(length, -1.0) if len(positions) == 0
+                else np.interp(np.arange(length), positions, moved_image[index][positions]))
+        np.testing.assert_allclose(moved_got[index], want, rtol=1e-6, atol=1e-6)
+
+
+def test_fill_missing_interp_along_acquisition_axis_is_not_conv_zero(rng):
+    # Every 3rd row observed (thick slices along H): the default row-wise
+    # interpolation finds nothing to interpolate in a missing row; axis=1 does.
+    image = rng.random((2, 9, 5, 1)).astype("float32")
+    mask = np.zeros_like(image)
+    mask[:, ::3] = 1.0
+    sparse = np.where(mask > 0, image, np.nan)
+    filled = sl.FillMissing("interp", axis=1)([sparse, mask]).numpy()
+    want = np.empty_like(image)
+    for b in range(2):
+        for j in range(5):
+            want[b, :, j, 0] = np.interp(np.arange(9), np.arange(0, 9, 3), image[b, ::3, j, 0])
+    np.testing.assert_allclose(filled, want, rtol=1e-6, atol=1e-6)
+    assert np.abs(filled[:, 1]).min() > 0  # not zero-filled
+    layer = sl.FillMissing.from_config(sl.FillMissing("interp", axis=1).get_config())
+    assert layer.axis == 1
+
+
+def test_fill_missing_interp_both_axes(rng):
+    image = rng.random((1, 6, 6, 1)).astype("float32")
+    mask = (rng.random(image.shape) < 0.5).astype("float32")
+    mask[0, 0, :, 0] = 0.0  # row 0 empty: only the column interpolation counts there
+    sparse = np.where(mask > 0, image, np.nan)
+    filled = sl.FillMissing("interp", axis="both")([sparse, mask]).numpy()[0, :, :, 0]
+    observed = mask[0, :, :, 0] > 0
+    for i in range(6):
+        for j in range(6):
+            if observed[i, j]:
+                assert filled[i, j] == image[0, i, j, 0]
+                continue
+            estimates = []
+            for line, seen, position in ((image[0, i, :, 0], observed[i], j),
+                                         (image[0, :, j, 0], observed[:, j], i)):
+                if seen.any():
+                    points = np.flatnonzero(seen)
+                    estimates.append(np.interp(position, points, line[points]))
+            want = np.mean(estimates) if estimates else 0.0
+            np.testing.assert_allclose(filled[i, j], want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="axis"):
+        sl.FillMissing("interp", axis=0)
+    with pytest.raises(ValueError, match="not a spatial axis"):
+        sl.FillMissing("interp", axis=3)([image, mask])
+
+
+def test_conv_interp_variants_interpolate_along_the_given_axis(rng):
+    """build_variant(..., axis=1): thick-slice cuts are interpolated, not zero-filled."""
+    image = rng.random((2, 8, 8, 1)).astype("float32")
+    mask = np.zeros_like(image)
+    mask[:, ::3] = 1.0
+    for name in ("conv-interp", "conv-interp-wmask"):
+        model = sl.build_variant(name, (8, 8, 1), 3, filters=4, levels=2, axis=1)
+        fill = model.encoder.get_layer("fill")
+        assert fill.axis == 1
+        filled = fill([np.where(mask > 0, image, np.nan), mask]).numpy()[..., 0]
+        want = np.stack([[np.interp(np.arange(8), np.arange(0, 8, 3), image[b, ::3, j, 0])
+                          for j in range(8)] for b in range(2)]).transpose(0, 2, 1)
+        np.testing.assert_allclose(filled, want, rtol=1e-6, atol=1e-6)
+        default = sl.build_variant(name, (8, 8, 1), 3, filters=4, levels=2)
+        assert default.encoder.get_layer("fill").axis == -2  # rows, as before

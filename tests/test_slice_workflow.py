@@ -1,0 +1,484 @@
+"""The thick-slice workflow: detection, training data, imputation, files, the CLI."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+nibabel = pytest.importorskip("nibabel")
+
+from sparselayers import slice_workflow, thick_slices, volume_io  # noqa: E402
+
+
+def smooth_volume(shape, seed):
+    """A smooth random 'head': blurred noise inside an ellipsoid, values ~100-1000."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"), -1)
+    inside = (grid ** 2).sum(-1) < 0.8
+    noise = rng.normal(size=shape)
+    for axis in range(3):  # a separable blur, done by hand: no SciPy needed
+        noise = sum(np.roll(noise, shift, axis) for shift in (-2, -1, 0, 1, 2)) / 5
+    volume = np.where(inside, 500 + 150 * noise / noise.std() + 200 * grid[..., 0], 0.0)
+    return volume.astype(np.float32)
+
+
+def sparse_copy(volume, axis, every, offset):
+    kept = np.zeros(volume.shape[axis], bool)
+    kept[offset::every] = True
+    index = [None, None, None]
+    index[axis] = slice(None)
+    return np.where(kept[tuple(index)], volume, 0.0).astype(np.float32), kept
+
+
+def write_nifti(path, data, zooms=(2.0, 2.0, 2.0), dtype=np.float32):
+    affine = np.diag(list(zooms) + [1.0])
+    affine[:3, 3] = [-10.0, 20.0, 5.0]
+    image = nibabel.Nifti1Image(data.astype(dtype), affine)
+    image.header.set_xyzt_units("mm")
+    image.header["descrip"] = b"synthetic test volume"
+    nibabel.save(image, str(path))
+    return affine
+
+
+def numpy_linear(volume, kept, axis):
+    """numpy.interp along `axis` from the kept slices, line by line."""
+    moved = np.moveaxis(volume, axis, -1)
+    filled = np.empty_like(moved)
+    positions = np.flatnonzero(kept)
+    for index in np.ndindex(moved.shape[:-1]):
+        filled[index] = np.interp(np.arange(moved.shape[-1]), positions, moved[index][positions])
+    return np.moveaxis(filled, -1, axis)
+
+
+def test_find_acquisition_from_zero_slices_on_each_axis():
+    volume = smooth_volume((20, 22, 24), 0)
+    for axis in range(3):
+        sparse, kept = sparse_copy(volume, axis, 3, offset=1)
+        acquisition = thick_slices.find_acquisition(sparse)
+        assert acquisition.axis == axis and acquisition.every == 3
+        np.testing.assert_array_equal(acquisition.acquired, kept)
+        assert thick_slices.find_acquisition(sparse, axis=axis, every=3).axis == axis
+    with pytest.raises(ValueError, match="not every=4"):
+        thick_slices.find_acquisition(sparse, every=4)
+    with pytest.raises(ValueError, match="no missing slices found along axis 0"):
+        thick_slices.find_acquisition(sparse, axis=0)
+    with pytest.raises(ValueError, match="no missing slices"):
+        thick_slices.find_acquisition(volume)
+
+
+def test_thick_slice_header_is_refined_in_place():
+    thick = smooth_volume((12, 14, 6), 1)
+    acquisition = thick_slices.find_acquisition(thick, zooms=(1.0, 1.0, 3.0))
+    assert (acquisition.axis, acquisition.every) == (2, 3) and acquisition.acquired.all()
+    assert acquisition.thick
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    affine[:3, 3] = [4.0, 5.0, 6.0]
+    fine, fine_affine, fine_acquisition = thick_slices.refine_thick_slices(
+        thick, affine, acquisition)
+    assert fine.shape == (12, 14, 16)
+    np.testing.assert_array_equal(fine[:, :, ::3], thick)
+    # Thick slice k and fine slice 3k sit at the same world position.
+    for k in range(6):
+        np.testing.assert_allclose(affine @ [2, 3, k, 1], fine_affine @ [2, 3, 3 * k, 1])
+    assert fine_acquisition.acquired.sum() == 6 and fine_acquisition.refined_from == 3
+    assert not fine_acquisition.thick
+
+
+def test_sample_patches_hide_rows_every_nth():
+    rng = np.random.default_rng(0)
+    slices = [np.random.default_rng(i).random((30, 40)).astype(np.float32) + 0.5
+              for i in range(3)]
+    image, mask, truth, weight = thick_slices.sample_patches(slices, 4, 16, 10, rng)
+    assert image.shape == mask.shape == truth.shape == weight.shape == (10, 16, 16, 1)
+    for index in range(10):
+        rows = np.flatnonzero(mask[index, :, 0, 0])
+        assert np.all(np.diff(rows) == 4) and rows[0] < 4
+        assert np.all(mask[index] == mask[index, :, :1])  # whole rows
+        np.testing.assert_array_equal(image[index], truth[index] * mask[index])
+        np.testing.assert_array_equal(weight[index], 1 - mask[index])
+        # Each patch is a (possibly transposed / flipped) window of a slice.
+        patch = truth[index, :, :, 0]
+        found = False
+        for source in slices:
+            for view in (source, source.T):
+                for flipped in (view, view[::-1], view[:, ::-1], view[::-1, ::-1]):
+                    hits = np.argwhere(flipped == patch[0, 0])
+                    for top, left in hits:
+                        window = flipped[top:top + 16, left:left + 16]
+                        found |= window.shape == patch.shape and np.array_equal(window, patch)
+        assert found
+
+
+def test_untrained_model_imputes_linear_interpolation():
+    """The conv-interp-residual model starts as linear interpolation along the axis."""
+    import sparselayers
+
+    volume = smooth_volume((18, 20, 22), 2)
+    for axis in range(3):
+        sparse, kept = sparse_copy(volume, axis, 3, offset=2)
+        acquisition = thick_slices.find_acquisition(sparse)
+        sparse_nan = np.where(acquisition.mask(sparse.shape), sparse, np.nan)
+        model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=4,
+                                           dilations=(1,))
+        filled = thick_slices.impute_volume(model, sparse_nan, acquisition, batch_size=5)
+        np.testing.assert_allclose(filled, numpy_linear(volume, kept, axis), rtol=1e-5,
+                                   atol=1e-3)
+        assert np.all(filled[acquisition.mask(sparse.shape)]
+                      == sparse[acquisition.mask(sparse.shape)])
+
+
+def test_training_lowers_the_error_on_hidden_rows():
+    """A short training beats interpolation on held-out rows of smooth images."""
+    import keras
+
+    import sparselayers
+
+    keras.utils.set_random_seed(0)
+    stacks = [thick_slices.acquired_slices(*_scaled_sparse(seed)) for seed in range(2)]
+    dataset = thick_slices.training_dataset(stacks, 3, patch_size=16, batch_size=8,
+                                            patches_per_visit=16, seed=0)
+    model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=8,
+                                       dilations=(1, 2, 1))
+    model.compile(keras.optimizers.Adam(3e-3), loss="mse")
+    (image, mask), truth, weight = next(iter(dataset.take(1)))
+    before = model.evaluate([image, mask], truth, sample_weight=weight, verbose=0)
+    model.fit(dataset, steps_per_epoch=60, epochs=1, verbose=0, shuffle=False)
+    after = model.evaluate([image, mask], truth, sample_weight=weight, verbose=0)
+    assert after < 0.9 * before
+
+
+def _scaled_sparse(seed):
+    volume = smooth_volume((20, 24, 24), seed)
+    sparse, _ = sparse_copy(volume, 2, 3, seed % 3)
+    acquisition = thick_slices.find_acquisition(sparse)
+    scaled, _ = thick_slices.normalize(sparse, acquisition)
+    return scaled, acquisition
+
+
+@pytest.fixture
+def two_volumes(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    truths = {}
+    for seed, (shape, offset) in enumerate([((20, 24, 27), 0), ((22, 20, 24), 1)]):
+        volume = smooth_volume(shape, 10 + seed)
+        sparse, kept = sparse_copy(volume, 2, 3, offset)
+        path = inputs / f"subject{seed}.nii.gz"
+        write_nifti(path, sparse)
+        truths[str(path)] = (volume, kept)
+    return inputs, truths
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "sparselayers.slice_workflow", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_end_to_end_and_model_reuse(two_volumes, tmp_path):
+    inputs, truths = two_volumes
+    out = tmp_path / "out"
+    result = _run_cli(inputs, "--out", out, "--steps", 40, "--steps-per-epoch", 20,
+                      "--patch-size", 16, "--filters", 8, "--quiet")
+    assert result.returncode == 0, result.stderr
+    for path, (volume, kept) in truths.items():
+        name = os.path.basename(path)[:-len(".nii.gz")]
+        written = nibabel.load(str(out / f"{name}_imputed.nii.gz"))
+        original = nibabel.load(path)
+        np.testing.assert_array_equal(written.affine, original.affine)
+        assert written.header.get_zooms() == original.header.get_zooms()
+        assert written.header["descrip"] == original.header["descrip"]
+        assert nibabel.aff2axcodes(written.affine) == nibabel.aff2axcodes(original.affine)
+        data = written.get_fdata(dtype=np.float32)
+        sparse = original.get_fdata(dtype=np.float32)
+        assert data.shape == sparse.shape and np.all(np.isfinite(data))
+        np.testing.assert_array_equal(data[:, :, kept], sparse[:, :, kept])  # bit-exact
+        # The missing slices are filled in the input's units, about as well
+        # as linear interpolation after this short training (not left at 0).
+        head = volume[:, :, ~kept] > 100
+        error = np.abs(data - volume)[:, :, ~kept][head].mean()
+        linear = np.abs(numpy_linear(volume, kept, axis=2) - volume)[:, :, ~kept][head].mean()
+        assert error < 1.5 * linear < 0.5 * np.abs(volume[:, :, ~kept][head]).mean()
+        assert (out / f"{name}_montage.png").exists()
+    assert (out / "model.keras").exists() and not (out / "training_backup").exists()
+
+    # Train once, impute many: the saved model on a new scan, no training.
+    again = tmp_path / "again"
+    result = _run_cli(next(iter(truths)), "--model", out / "model.keras", "--out", again,
+                      "--no-montage", "--quiet")
+    assert result.returncode == 0, result.stderr
+    first = nibabel.load(str(out / "subject0_imputed.nii.gz")).get_fdata()
+    second = nibabel.load(str(again / "subject0_imputed.nii.gz")).get_fdata()
+    np.testing.assert_array_equal(first, second)
+    assert not (again / "model.keras").exists()
+
+
+def test_resume_continues_from_the_backup(two_volumes, tmp_path):
+    import keras
+
+    inputs, _ = two_volumes
+    out = tmp_path / "out"
+
+    class Stop(keras.callbacks.Callback):
+        """Simulates a stopped run: raise after the first epoch's backup."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    original_fit = keras.Model.fit
+
+    def stopping_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=list(callbacks) + [Stop()], **kwargs)
+
+    keras.Model.fit = stopping_fit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            slice_workflow.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
+                                         patch_size=16, filters=4, verbose=0)
+    finally:
+        keras.Model.fit = original_fit
+    assert (out / "training_backup").exists()
+    assert not list(out.glob("*_imputed.nii.gz"))
+    with pytest.raises(ValueError, match="--resume"):
+        slice_workflow.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
+                                     patch_size=16, filters=4, verbose=0)
+    epochs_run = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_run.append(epoch)
+
+    def counting_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=list(callbacks) + [Count()], **kwargs)
+
+    keras.Model.fit = counting_fit
+    try:
+        slice_workflow.impute_slices([inputs], out, steps=20, steps_per_epoch=10, resume=True,
+                                     patch_size=16, filters=4, verbose=0, montage=False)
+    finally:
+        keras.Model.fit = original_fit
+    assert epochs_run == [1]  # epoch 0 came from the backup
+    assert len(list(out.glob("*_imputed.nii.gz"))) == 2
+    assert not (out / "training_backup").exists()
+
+
+def test_thick_slice_file_is_written_on_the_refined_grid(tmp_path):
+    volume = smooth_volume((16, 18, 19), 3)
+    thick = volume[:, :, ::3]  # 7 thick slices, 6 mm
+    path = tmp_path / "thick.nii"
+    affine = write_nifti(path, thick, zooms=(2.0, 2.0, 6.0))
+    out = tmp_path / "out"
+    slice_workflow.impute_slices([path], out, steps=10, steps_per_epoch=10, patch_size=12,
+                                 filters=4, verbose=0, montage=False)
+    written = nibabel.load(str(out / "thick_imputed.nii"))
+    assert written.shape == (16, 18, 19)
+    expected = affine.copy()
+    expected[:3, 2] /= 3
+    np.testing.assert_allclose(written.affine, expected)
+    np.testing.assert_array_equal(written.get_fdata(dtype=np.float32)[:, :, ::3], thick)
+
+
+def test_numpy_inputs_and_npz_keys(tmp_path):
+    volume = smooth_volume((16, 18, 18), 4)
+    sparse, kept = sparse_copy(volume, 1, 3, 0)
+    np.save(tmp_path / "a.npy", sparse)
+    np.savez(tmp_path / "b.npz", segmentation=(volume > 500).astype(np.uint8), t1=sparse)
+    with pytest.raises(ValueError, match=r"b.npz: .*2 arrays \(segmentation, t1\): name"):
+        volume_io.read_volume(tmp_path / "b.npz")
+    out = tmp_path / "out"
+    slice_workflow.impute_slices([tmp_path / "a.npy", tmp_path / "b.npz"], out, key="t1",
+                                 steps=10, steps_per_epoch=10, patch_size=12, filters=4,
+                                 verbose=0, montage=False)
+    np.testing.assert_array_equal(np.load(out / "a_imputed.npy")[:, kept], sparse[:, kept])
+    with np.load(out / "b_imputed.npz") as archive:
+        np.testing.assert_array_equal(archive["volume"][:, kept], sparse[:, kept])
+
+
+def test_bad_inputs_fail_before_training_with_the_file_named(tmp_path):
+    good = tmp_path / "good.nii.gz"
+    sparse, _ = sparse_copy(smooth_volume((16, 16, 18), 5), 2, 3, 0)
+    write_nifti(good, sparse)
+    (tmp_path / "text.nii.gz").write_text("not a volume")
+    nibabel.save(nibabel.Nifti1Image(np.zeros((4, 5), np.float32), np.eye(4)),
+                 str(tmp_path / "flat.nii"))
+    nibabel.save(nibabel.Nifti1Image(np.zeros((8, 8, 9), np.float32), np.eye(4)),
+                 str(tmp_path / "zero.nii"))
+    with_nan = sparse.copy()
+    with_nan[3, 4, 0] = np.nan
+    write_nifti(tmp_path / "nan.nii", with_nan)
+    full = smooth_volume((16, 16, 18), 6)
+    write_nifti(tmp_path / "full.nii", full)
+    other_spacing, _ = sparse_copy(smooth_volume((16, 16, 18), 7), 2, 4, 0)
+    write_nifti(tmp_path / "every4.nii", other_spacing)
+    cases = {
+        "text.nii.gz": "not a readable volume",
+        "flat.nii": r"expected a 3-D volume; found shape \(4, 5\)",
+        "zero.nii": "every voxel equals 0",
+        "nan.nii": "1 voxels are NaN or Inf",
+        "full.nii": "no missing slices found",
+        "missing.nii": "no such file",
+        "notes.txt": "not a volume file",
+    }
+    (tmp_path / "notes.txt").write_text("hello")
+    for name, message in cases.items():
+        out = tmp_path / f"out_{name}"
+        with pytest.raises(ValueError, match=message) as error:
+            slice_workflow.impute_slices([good, tmp_path / name], out, steps=5, verbose=0)
+        assert name in str(error.value)
+        assert not (out / "model.keras").exists()  # nothing trained
+    with pytest.raises(ValueError, match="different spacings"):
+        slice_workflow.impute_slices([good, tmp_path / "every4.nii"], tmp_path / "o", verbose=0)
+    # An output may never overwrite an input.
+    same = tmp_path / "same"
+    same.mkdir()
+    clash = same / "x_imputed.nii.gz"
+    write_nifti(clash, sparse)
+    with pytest.raises(ValueError, match="overwrite an input"):
+        slice_workflow.impute_slices([clash, same / "x_imputed_imputed.nii.gz"], same,
+                                     verbose=0)
+    like = volume_io.read_volume(good)
+    with pytest.raises(ValueError, match="overwrite its input"):
+        volume_io.write_volume(good, sparse, like)
+    # The CLI reports these as one line, exit status 2.
+    result = _run_cli(tmp_path / "flat.nii", "--out", tmp_path / "cli")
+    assert result.returncode == 2 and "flat.nii" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_shows_defaults():
+    help_text = slice_workflow.build_parser().format_help()
+    assert "--every" in help_text and "(default: 48)" in help_text
+
+
+def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path):
+    inputs, truths = two_volumes
+    out = tmp_path / "out"
+    slice_workflow.impute_slices([inputs], out, variant="conv-interp-residual-vae", samples=3,
+                                 steps=20, steps_per_epoch=10, patch_size=16, filters=4,
+                                 verbose=0, montage=False)
+    for path, (volume, kept) in truths.items():
+        name = os.path.basename(path)[:-len(".nii.gz")]
+        imputed = nibabel.load(str(out / f"{name}_imputed.nii.gz")).get_fdata(dtype=np.float32)
+        spread = nibabel.load(str(out / f"{name}_std.nii.gz")).get_fdata(dtype=np.float32)
+        sparse = nibabel.load(path).get_fdata(dtype=np.float32)
+        np.testing.assert_array_equal(imputed[:, :, kept], sparse[:, :, kept])
+        assert np.all(np.isfinite(imputed)) and np.all(np.isfinite(spread))
+        assert np.all(spread[:, :, kept] == 0) and np.all(spread >= 0)
+        assert spread[:, :, ~kept].mean() > 0  # draws differ where nothing was acquired
+    import keras
+
+    from sparselayers import SparseVAE
+
+    assert isinstance(keras.saving.load_model(str(out / "model.keras")), SparseVAE)
+
+
+def test_sample_volume_matches_the_draws_of_each_cut(rng):
+    """Mean and spread are the draws' own, cut by cut, averaged over orientations."""
+    import sparselayers
+
+    volume = smooth_volume((10, 11, 12), 8) / 1000
+    sparse, kept = sparse_copy(volume, 1, 3, 0)
+    acquisition = thick_slices.find_acquisition(sparse)
+    model = sparselayers.build_variant("conv-interp-residual-vae", (None, None, 1), latent_dim=2,
+                                       filters=4, dilations=(1,))
+    mean, spread = thick_slices.sample_volume(model, sparse, acquisition, num_samples=4,
+                                              batch_size=100, seed=3)
+    # Reference: the same draws, from the cuts taken by hand.
+    seeds = np.random.default_rng(3)
+    moved = np.moveaxis(sparse, 1, 0)  # (A, X, Z)
+    totals = []
+    for cut_axis in (1, 2):
+        cuts = np.moveaxis(moved, cut_axis, 0)[..., None]
+        mask = np.broadcast_to(kept[None, :, None, None], cuts.shape).astype(np.float32)
+        draws = model.sample_imputations(cuts, mask, 4, seed=int(seeds.integers(2**31)),
+                                         batch_size=len(cuts), pixel_noise=False)[..., 0]
+        totals.append((np.moveaxis(draws.mean(0), 0, cut_axis),
+                       np.moveaxis(draws.std(0), 0, cut_axis)))
+    want_mean = np.moveaxis(np.where(kept[:, None, None], moved,
+                                     (totals[0][0] + totals[1][0]) / 2), 0, 1)
+    want_std = np.moveaxis(np.where(kept[:, None, None], 0.0,
+                                    (totals[0][1] + totals[1][1]) / 2), 0, 1)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(spread, want_std, rtol=1e-5, atol=1e-6)
+
+
+def test_impute_volume_memory_is_a_few_volumes():
+    """NumPy allocations during imputation: at most 3 volumes plus one batch of cuts."""
+    import tracemalloc
+
+    import sparselayers
+
+    size = 64
+    volume = smooth_volume((size, size, size), 9) / 1000
+    sparse, _ = sparse_copy(volume, 0, 3, 0)
+    acquisition = thick_slices.find_acquisition(sparse)
+    model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=4,
+                                       dilations=(1,))
+    thick_slices.impute_volume(model, sparse[:, :8, :8], acquisition)  # trace first
+    tracemalloc.start()
+    filled = thick_slices.impute_volume(model, sparse, acquisition, batch_size=4)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    batch = 4 * size * size * 4 * 8  # a batch of cuts: a few float32 copies of 4 cuts
+    assert peak < 3 * volume.nbytes + batch, (peak / volume.nbytes)
+    assert np.isfinite(filled).all()
+
+
+def test_fixed_size_models_get_padded_cuts(rng):
+    """A model of fixed input size (a 2**levels multiple) imputes cuts of other sizes."""
+    import sparselayers
+
+    volume = smooth_volume((18, 21, 22), 11) / 1000
+    sparse, kept = sparse_copy(volume, 2, 3, 1)
+    acquisition = thick_slices.find_acquisition(sparse)
+    model = sparselayers.build_variant("conv-zero", (24, 24, 1), 3, filters=4, levels=2)
+    filled = thick_slices.impute_volume(model, sparse, acquisition)
+    assert filled.shape == volume.shape and np.all(np.isfinite(filled))
+    np.testing.assert_array_equal(filled[:, :, kept], sparse[:, :, kept])
+    # Reference: each cut zero-padded (mask 0) to 24 x 24 by hand, the
+    # model's output cropped back, the two orientations averaged.
+    moved = np.moveaxis(sparse, 2, 0)  # (A, X, Y)
+    total = np.zeros_like(moved)
+    for cut_axis in (1, 2):
+        for index in range(moved.shape[cut_axis]):
+            cut = np.take(moved, index, axis=cut_axis)  # (A, other)
+            padded = np.zeros((1, 24, 24, 1), np.float32)
+            padded[0, :cut.shape[0], :cut.shape[1], 0] = cut
+            pad_mask = np.zeros_like(padded)
+            pad_mask[0, :cut.shape[0], :cut.shape[1], 0] = kept[:, None]
+            output = model([padded, pad_mask]).numpy()[0, :cut.shape[0], :cut.shape[1], 0]
+            where = [slice(None)] * 3
+            where[cut_axis] = index
+            total[tuple(where)] += output / 2
+    want = np.moveaxis(np.where(kept[:, None, None], moved, total), 0, 2)
+    unmirrored = thick_slices.impute_volume(model, sparse, acquisition, mirror=False)
+    np.testing.assert_allclose(unmirrored, want, rtol=1e-4, atol=1e-5)
+    small = sparselayers.build_variant("conv-zero", (16, 16, 1), 3, filters=4, levels=2)
+    with pytest.raises(ValueError, match="do not fit the model's fixed input size 16 x 16"):
+        thick_slices.impute_volume(small, sparse, acquisition)
+
+
+def test_anatomical_axis_names_follow_each_affine(tmp_path):
+    """--axis axial is the I-S axis of each file: axis 1 of a P-S-R volume."""
+    volume = smooth_volume((16, 18, 20), 12)
+    sparse, kept = sparse_copy(volume, 1, 3, 0)
+    path = tmp_path / "psr.nii.gz"
+    affine = np.array([[0, 0, 2.0, 0], [-2.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1]])
+    nibabel.save(nibabel.Nifti1Image(sparse, affine), str(path))
+    assert nibabel.aff2axcodes(affine) == ("P", "S", "R")
+    like = volume_io.read_volume(path)
+    assert slice_workflow._resolve_axis("axial", like) == 1
+    assert slice_workflow._resolve_axis("sagittal", like) == 2
+    assert slice_workflow._resolve_axis("coronal", like) == 0
+    with pytest.raises(ValueError, match="--axis must be"):
+        slice_workflow._resolve_axis("oblique", like)
+    with pytest.raises(ValueError, match="no missing slices found along axis 2"):
+        slice_workflow.impute_slices([path], tmp_path / "o", axis="sagittal", verbose=0)
+    written = slice_workflow.impute_slices([path], tmp_path / "out", axis="axial", steps=10,
+                                           steps_per_epoch=10, patch_size=12, filters=4,
+                                           verbose=0, montage=False)
+    result = nibabel.load(written[str(path)])
+    np.testing.assert_array_equal(result.affine, affine)
+    np.testing.assert_array_equal(result.get_fdata(dtype=np.float32)[:, kept], sparse[:, kept])
