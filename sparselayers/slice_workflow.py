@@ -286,8 +286,15 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             volume_io.write_volume(std_path, spread * np.float32(scale[1] - scale[0]), volume,
                                    affine=affine)
         else:
-            filled = thick_slices.impute_volume(model, scaled, p.acquisition, verbose=verbose)
-        result = np.where(acquired, data, thick_slices.denormalize(filled, scale))
+            filled = thick_slices.impute_volume(model, scaled, p.acquisition,
+                                                verbose=_progress_mode(verbose))
+        del scaled
+        # Back to the input's units in place (memory: data and result only),
+        # then the acquired voxels copied exactly.
+        result = filled
+        result *= np.float32(scale[1] - scale[0])
+        result += np.float32(scale[0])
+        np.copyto(result, data, where=acquired)
         volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
         if montage:
             _write_montage(output_paths(p.path, out)[1], data, acquired, result, p.acquisition)
@@ -321,8 +328,13 @@ def train(model, prepared, every, out, steps, steps_per_epoch, resume, patch_siz
         model.compile(keras.optimizers.Adam(schedule), loss="mse")
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
               callbacks=[keras.callbacks.BackupAndRestore(backup)],
-              verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
+              verbose=_progress_mode(verbose))
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def _progress_mode(verbose):
+    """Keras' verbose: a live bar on a terminal, a line per epoch in a log file."""
+    return (1 if sys.stdout.isatty() else 2) if verbose else 0
 
 
 class _SliceStacks:
@@ -374,8 +386,12 @@ def _write_montage(path, data, acquired, result, acquisition):
         ax.imshow(shown, cmap="gray", vmin=0, vmax=high, origin="lower", aspect="equal")
         ax.set_title(title)
         ax.axis("off")
-    figure.suptitle(f"every {acquisition.every}th slice along axis {acquisition.axis}")
-    figure.tight_layout()
+    every = acquisition.every
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (11, 12, 13) else 0,
+                                            "th")
+    figure.suptitle(f"{os.path.basename(path)[:-len('_montage.png')]}: every {every}{suffix} "
+                    f"slice along axis {acquisition.axis} acquired")
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
     temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
     figure.savefig(temporary, format="png", dpi=80)
     plt.close(figure)

@@ -179,7 +179,7 @@ class SparseVAE(keras.Model):
             if int(batch_size) != batch_size or batch_size < 1:
                 raise ValueError(f"batch_size must be an int >= 1 or None; received {batch_size}.")
             return int(batch_size)
-        per_image = max(1, int(num_samples)) * _widest_activation(
+        per_image = max(1, int(num_samples)) * widest_activation(
             self.decoder, self.image_shape if image_shape is None else image_shape)
         return int(np.clip(DECODED_VALUES_PER_CALL // per_image, 1, 256))
 
@@ -297,16 +297,20 @@ class SparseVAE(keras.Model):
         return cls(**config)
 
 
-def _widest_activation(model, image_shape):
+def widest_activation(model, image_shape):
     """Values per sample of the model's largest layer output (at least the image's).
 
-    `image_shape` is the images' actual shape; layer outputs of unknown
-    spatial size (fully convolutional models) count as the image's size
-    times their channels.
+    Nested models are walked through. `image_shape` is the images' actual
+    shape; outputs of unknown spatial size (fully convolutional models)
+    count as the image's pixels times their channels. Used to bound the
+    memory of a batched call.
     """
     pixels = int(np.prod(image_shape[:-1]))
     widest = int(np.prod(image_shape))
     for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            widest = max(widest, widest_activation(layer, image_shape))
+            continue
         try:
             shape = tuple(layer.output.shape)
         except (AttributeError, ValueError):

@@ -43,6 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sparselayers import sparse_vae
+
 # A background patch teaches nothing: patches with less than this share of
 # voxels above FOREGROUND (in normalised units) are drawn again.
 FOREGROUND = 0.1
@@ -320,7 +322,12 @@ def as_sparse_vae_triples(dataset):
     return dataset.map(lambda inputs, truth, weight: (truth, inputs[1], tf.ones_like(truth)))
 
 
-def impute_volume(model, scaled, acquisition, batch_size=16, mirror=True, verbose=0):
+# Default bound on one model call's widest activation during imputation:
+# 2**23 float32 values (32 MB), e.g. 4 cuts of 256 x 256 through 32 channels.
+ACTIVATION_VALUES_PER_CALL = 2**23
+
+
+def impute_volume(model, scaled, acquisition, batch_size=None, mirror=True, verbose=0):
     """Fills the missing slices of a normalised volume with a trained model.
 
     Every cut through the acquisition axis is imputed, in both orientations
@@ -334,9 +341,12 @@ def impute_volume(model, scaled, acquisition, batch_size=16, mirror=True, verbos
             size gets each cut zero-padded (mask 0) at the end to that size.
         scaled: (X, Y, Z) normalised volume (missing slices may hold anything).
         acquisition: its `Acquisition`.
-        batch_size: cuts per model call (memory: about batch_size cuts).
+        batch_size: cuts per model call; None chooses it so that one call's
+            widest activation holds at most `ACTIVATION_VALUES_PER_CALL`
+            values, whatever the volume's size.
         mirror: also predict the mirrored cuts.
-        verbose: 1 shows a progress bar over the cuts.
+        verbose: 1 shows a progress bar over the cuts, 2 one line at the end
+            (for logs).
 
     Returns:
         float32 (X, Y, Z).
@@ -348,8 +358,12 @@ def impute_volume(model, scaled, acquisition, batch_size=16, mirror=True, verbos
     total = np.zeros(moved.shape, np.float32)
     predict = _predictor(model)
     fixed = _fixed_input_size(model)
-    progress = (keras.utils.Progbar(moved.shape[1] + moved.shape[2], unit_name="cut")
-                if verbose else None)
+    if batch_size is None:
+        largest_cut = (fixed[0] or moved.shape[0], fixed[1] or max(moved.shape[1:]), 1)
+        batch_size = max(1, ACTIVATION_VALUES_PER_CALL
+                         // sparse_vae.widest_activation(model, largest_cut))
+    progress = (keras.utils.Progbar(moved.shape[1] + moved.shape[2], unit_name="cut",
+                                    verbose=verbose) if verbose else None)
     for cut_axis in (1, 2):
         cuts_count = moved.shape[cut_axis]
         for start in range(0, cuts_count, batch_size):
@@ -403,7 +417,7 @@ def _predict_cuts(predict, images, mask, fixed):
     return np.array(predict(images, mask)[:, :height, :width, 0])
 
 
-def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=8, seed=0):
+def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, seed=0):
     """Conditional mean and per-voxel spread from a `SparseVAE`'s posterior draws.
 
     Each cut through the acquisition axis (both orientations) gets
@@ -413,6 +427,10 @@ def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=8, seed
     uncertainty, both averaged over the two orientations. Memory: the volume,
     two accumulators, and one batch of cuts' draws.
 
+    Args:
+        batch_size: cuts per call; None bounds one call's widest activation
+            (times `num_samples`) by `ACTIVATION_VALUES_PER_CALL` values.
+
     Returns:
         (mean, std), float32 (X, Y, Z) each; acquired voxels are exact in
         `mean` and 0 in `std`.
@@ -420,6 +438,10 @@ def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=8, seed
     scaled = np.asarray(scaled, np.float32)
     acquired = acquisition.acquired
     moved = np.moveaxis(scaled, acquisition.axis, 0)
+    if batch_size is None:
+        largest_cut = (moved.shape[0], max(moved.shape[1:]), 1)
+        batch_size = max(1, ACTIVATION_VALUES_PER_CALL
+                         // (num_samples * sparse_vae.widest_activation(model, largest_cut)))
     mean_total = np.zeros(moved.shape, np.float32)
     std_total = np.zeros(moved.shape, np.float32)
     rng = np.random.default_rng(seed)

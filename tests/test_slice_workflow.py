@@ -482,3 +482,31 @@ def test_anatomical_axis_names_follow_each_affine(tmp_path):
     result = nibabel.load(written[str(path)])
     np.testing.assert_array_equal(result.affine, affine)
     np.testing.assert_array_equal(result.get_fdata(dtype=np.float32)[:, kept], sparse[:, kept])
+
+
+def test_default_batch_bounds_each_call(monkeypatch):
+    """batch_size=None: cuts per call = the activation budget over the widest layer."""
+    import sparselayers
+    from sparselayers import sparse_vae
+
+    volume = smooth_volume((12, 14, 15), 13) / 1000
+    sparse, _ = sparse_copy(volume, 2, 3, 0)
+    acquisition = thick_slices.find_acquisition(sparse)
+    model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=6,
+                                       dilations=(1, 2))
+    widest = sparse_vae.widest_activation(model, (15, 14, 1))
+    assert widest == 15 * 14 * 6  # six channels at the largest cut's size
+    monkeypatch.setattr(thick_slices, "ACTIVATION_VALUES_PER_CALL", 5 * widest)
+    sizes = []
+    original = thick_slices._predictor
+
+    def counting_predictor(model):
+        predict = original(model)
+        return lambda image, mask: sizes.append(len(image)) or predict(image, mask)
+
+    monkeypatch.setattr(thick_slices, "_predictor", counting_predictor)
+    filled = thick_slices.impute_volume(model, sparse, acquisition, mirror=False)
+    assert sizes == [5, 5, 2, 5, 5, 4]  # 12 cuts at fixed x, 14 at fixed y
+    reference = thick_slices.impute_volume(model, sparse, acquisition, batch_size=100,
+                                           mirror=False)
+    np.testing.assert_allclose(filled, reference, rtol=1e-5, atol=1e-6)

@@ -370,7 +370,7 @@ def test_impute_bounds_memory_by_default(rng, monkeypatch):
 
     model = sl.build_variant("conv-zero", (16, 16, 1), 3, filters=8, levels=2)
     widest = 16 * 16 * 16  # the decoder upsamples 16 channels to 16 x 16
-    assert sparse_vae._widest_activation(model.decoder, (16, 16, 1)) == widest
+    assert sparse_vae.widest_activation(model.decoder, (16, 16, 1)) == widest
     monkeypatch.setattr(sparse_vae, "DECODED_VALUES_PER_CALL", 5 * widest * 10)
     assert model._batch_size(None, 10) == 5 and model._batch_size(7, 10) == 7
     calls = []
