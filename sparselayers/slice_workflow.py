@@ -270,6 +270,10 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         if isinstance(model, (str, os.PathLike)):
             model = keras.saving.load_model(str(model))
         steps = 0 if steps is None else steps
+    for p in prepared:  # before training: every volume must fit a fixed-size model
+        fine_shape = list(p.shape)
+        fine_shape[p.axis] = len(p.acquisition.acquired)
+        thick_slices.check_cuts_fit(model, fine_shape, p.acquisition, name=p.path)
     if steps:
         train(model, prepared, every, out, steps, steps_per_epoch, resume, patch_size,
               batch_size, learning_rate, seed, verbose)

@@ -386,6 +386,23 @@ def impute_volume(model, scaled, acquisition, batch_size=None, mirror=True, verb
     return np.ascontiguousarray(np.moveaxis(total, 0, acquisition.axis))
 
 
+def check_cuts_fit(model, shape, acquisition, name="volume"):
+    """Raises a ValueError naming `name` if a fixed-size model cannot take its cuts.
+
+    A volume of `shape` is imputed from cuts (size along the acquisition axis,
+    size along another axis); a model of fixed input size (H, W) takes them
+    zero-padded, so they must be at most H x W. Models of any size always fit.
+    """
+    height, width = _fixed_input_size(model)
+    along = shape[acquisition.axis]
+    across = max(size for axis, size in enumerate(shape) if axis != acquisition.axis)
+    if (height is not None and along > height) or (width is not None and across > width):
+        raise ValueError(
+            f"{name}: its cuts ({along} x {across} voxels, the acquisition axis first) do not "
+            f"fit the model's fixed input size {height} x {width}; use a model of any size "
+            "(conv-interp-residual) or resample the volumes.")
+
+
 def _fixed_input_size(model):
     """(H, W) of the model's image input, None where any size is accepted."""
     shape = getattr(model, "image_shape", None)  # SparseVAE

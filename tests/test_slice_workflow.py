@@ -347,6 +347,18 @@ def test_bad_inputs_fail_before_training_with_the_file_named(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_fixed_size_model_too_small_fails_before_training(tmp_path):
+    import sparselayers
+
+    sparse, _ = sparse_copy(smooth_volume((16, 16, 18), 14), 2, 3, 0)
+    np.save(tmp_path / "scan.npy", sparse)
+    small = sparselayers.build_variant("conv-zero", (12, 12, 1), 3, filters=4, levels=2)
+    with pytest.raises(ValueError, match=r"scan.npy: its cuts \(18 x 16 voxels"):
+        slice_workflow.impute_slices([tmp_path / "scan.npy"], tmp_path / "out", model=small,
+                                     steps=5, verbose=0)
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
 def test_help_shows_defaults():
     help_text = slice_workflow.build_parser().format_help()
     assert "--every" in help_text and "(default: 48)" in help_text
@@ -458,6 +470,10 @@ def test_fixed_size_models_get_padded_cuts(rng):
     small = sparselayers.build_variant("conv-zero", (16, 16, 1), 3, filters=4, levels=2)
     with pytest.raises(ValueError, match="do not fit the model's fixed input size 16 x 16"):
         thick_slices.impute_volume(small, sparse, acquisition)
+    # The workflow says so before any training, naming the file.
+    with pytest.raises(ValueError, match=r"big.npy: its cuts \(22 x 21 voxels"):
+        thick_slices.check_cuts_fit(small, sparse.shape, acquisition, name="big.npy")
+    thick_slices.check_cuts_fit(model, sparse.shape, acquisition)  # 24 x 24: fits
 
 
 def test_anatomical_axis_names_follow_each_affine(tmp_path):
