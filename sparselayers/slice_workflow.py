@@ -161,7 +161,7 @@ class _Prepared:
         self.thick = acquisition.thick
         data, _, acquisition = self.grid(volume, acquisition)
         self.acquisition = acquisition
-        _, self.scale = thick_slices.normalize(data, acquisition)
+        thick_slices.normalize(data, acquisition)  # raises if the acquired voxels are constant
         # In-plane voxel size over the fine through-plane spacing: the
         # training slices are resampled by this so that their pixels match
         # the cuts' (1 for isotropic volumes).
@@ -367,6 +367,13 @@ def _save_model(model, path):
     os.replace(temporary, path)
 
 
+def _linear_interpolation(volume, acquired, axis):
+    """Linear interpolation along the acquisition axis (`interpolate_along`)."""
+    from sparselayers.fill_missing import interpolate_along
+
+    return interpolate_along(volume[None], acquired[None], axis=axis + 1).numpy()[0]
+
+
 def _write_montage(path, data, acquired, result, acquisition):
     """Middle cut through the acquisition axis: acquired / linear / imputed."""
     try:
@@ -380,7 +387,7 @@ def _write_montage(path, data, acquired, result, acquisition):
     index = [slice(None)] * 3
     index[other] = data.shape[other] // 2
     index = tuple(index)
-    linear = linear_interpolation(data, acquisition)
+    linear = _linear_interpolation(data, acquired, acquisition.axis)
     panels = [np.where(acquired, data, 0)[index], linear[index], result[index]]
     high = np.percentile(data[acquired], 99.5)
     figure, axes = plt.subplots(1, 3, figsize=(9, 3.4))
@@ -400,22 +407,6 @@ def _write_montage(path, data, acquired, result, acquisition):
     figure.savefig(temporary, format="png", dpi=80)
     plt.close(figure)
     os.replace(temporary, path)
-
-
-def linear_interpolation(volume, acquisition):
-    """Linear interpolation along the acquisition axis (nearest beyond the ends)."""
-    positions = np.flatnonzero(acquisition.acquired)
-    moved = np.moveaxis(np.asarray(volume, np.float32), acquisition.axis, 0)
-    every_position = np.arange(moved.shape[0])
-    right = np.clip(np.searchsorted(positions, every_position, side="left"), 0,
-                    len(positions) - 1)
-    left = np.clip(right - 1, 0, len(positions) - 1)
-    left = np.where(positions[right] == every_position, right, left)
-    span = np.maximum(positions[right] - positions[left], 1)
-    weight = np.clip((every_position - positions[left]) / span, 0, 1).astype(np.float32)
-    filled = ((1 - weight)[:, None, None] * moved[positions[left]]
-              + weight[:, None, None] * moved[positions[right]])
-    return np.moveaxis(filled, 0, acquisition.axis)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ import tensorflow as tf
 from sparselayers import image_and_mask
 from sparselayers import sparse_vae_loss
 
-# Default bound on the decoded values of one imputation call (2**26 float32
-# values: 256 MB), whatever the image size and number of samples.
+# Default bound on one imputation call's widest decoder activation, all
+# samples together: 2**26 float32 values (256 MB), whatever the image size
+# and number of samples.
 DECODED_VALUES_PER_CALL = 2**26
 
 
@@ -171,10 +172,10 @@ class SparseVAE(keras.Model):
         return image, np.broadcast_to(mask, image.shape)
 
     def _batch_size(self, batch_size, num_samples, image_shape=None):
-        """Images per call: given, or as many as keep the decoder's activations
-        for one call within `DECODED_VALUES_PER_CALL` values: its widest layer
-        output times the samples per image (2 GB at 10 samples of 160 x 160
-        images would otherwise be 256 images of 32-channel maps: 15 GB)."""
+        """Images per call: `batch_size` if given, else as many (1 to 256) as
+        keep the decoder's widest layer output, times the samples per image,
+        within `DECODED_VALUES_PER_CALL` values. (A fixed 256 images x 10
+        samples of 160 x 160 cuts took about 15 GB.)"""
         if batch_size is not None:
             if int(batch_size) != batch_size or batch_size < 1:
                 raise ValueError(f"batch_size must be an int >= 1 or None; received {batch_size}.")
@@ -213,9 +214,10 @@ class SparseVAE(keras.Model):
             image: (n, *shape); missing entries may hold NaN.
             mask: 1 where observed, image's shape or 1 channel.
             num_samples: K posterior samples per image.
-            batch_size: images per compiled call; None chooses it so that a
-                call decodes at most `DECODED_VALUES_PER_CALL` values (memory
-                stays bounded for large images and many samples).
+            batch_size: images per compiled call; None chooses it so that one
+                call's widest decoder activation holds at most
+                `DECODED_VALUES_PER_CALL` values (memory stays bounded for
+                large images and many samples).
             seed: int or None.
             verbose: 1 shows a progress bar over the batches.
 
