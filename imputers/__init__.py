@@ -16,12 +16,14 @@ from imputers.deep_image_prior import fit_dip
 from imputers.initialization import knn_fill
 from imputers.initialization import mean_fill
 from imputers.initialization import noise_fill
+from imputers.vector_field import AscentDivergedError
 from imputers.vector_field import AscentResult
 from imputers.vector_field import pseudo_gibbs
 from imputers.vector_field import vector_field_ascent
 from imputers.vector_field_imputer import VectorFieldImputer
 
 __all__ = [
+    "AscentDivergedError",
     "AscentResult",
     "VectorFieldImputer",
     "fit_dip",

@@ -51,12 +51,16 @@ def _as_function(model):
     return call
 
 
-def check_reconstruction_shape(reconstruct, example):
-    """Calls ``reconstruct`` on one example; ValueError if the shape differs."""
-    output = reconstruct(tf.convert_to_tensor(example[:1], tf.float32))
-    if tuple(output.shape[1:]) != tuple(example.shape[1:]):
+def check_reconstruction_shape(reconstruct, examples):
+    """Calls ``reconstruct`` on two examples; ValueError if the shape differs.
+
+    Two, so that a model returning a fixed batch of 1 (which would be
+    broadcast over the batch silently) is caught too.
+    """
+    pair = examples[:2] if len(examples) >= 2 else examples[[0, 0]]
+    output = reconstruct(tf.convert_to_tensor(pair, tf.float32))
+    if tuple(output.shape) != tuple(pair.shape):
         raise ValueError(
-            "The auto-encoder must return a reconstruction of its input's shape; "
-            f"input (batch,) + {tuple(example.shape[1:])} gave output "
-            f"(batch,) + {tuple(output.shape[1:])}."
+            "The auto-encoder must return a reconstruction of its input's shape, batch "
+            f"included; input {tuple(pair.shape)} gave output {tuple(output.shape)}."
         )

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from imputers.stacked_network import stack_networks
 from imputers.vector_field import check_images_and_mask
+from sparselayers.image_and_mask import check_positive_int
 
 
 def _observed_losses(outputs, images, observed):
@@ -74,10 +75,11 @@ def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std
             clonable by `keras.models.clone_model`; it is not modified: each
             image gets a clone with freshly initialised weights. Its BatchNorm
             layers run in training mode.
-        y: images (n, *shape); missing entries may hold NaN.
+        y: images (n, *shape); missing entries may hold NaN, observed ones
+            must be finite. An empty batch gives an empty result.
         mask: 1 where observed (bool, or float > 0.5), of y's shape or 1 channel.
-        steps: optimisation steps per image (the paper reports 1000).
-        learning_rate: Adam learning rate.
+        steps: optimisation steps per image, an int >= 1 (the paper reports 1000).
+        learning_rate: Adam learning rate, finite and > 0.
         input_noise_std: standard deviation of the fixed Gaussian input z.
         reg_noise_std: standard deviation of the noise added to z at each step
             (DIP's input regularisation; 0 disables it).
@@ -100,7 +102,14 @@ def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std
 
     >>> imputed = fit_dip(decoder, y, mask, steps=1000, seed=0)
     """
-    y, observed = check_images_and_mask(y, mask)
+    steps = check_positive_int(steps, "steps")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be finite and > 0; received {learning_rate}.")
+    if not (np.isfinite(input_noise_std) and input_noise_std >= 0):
+        raise ValueError(f"input_noise_std must be finite and >= 0; received {input_noise_std}.")
+    if not (np.isfinite(reg_noise_std) and reg_noise_std >= 0):
+        raise ValueError(f"reg_noise_std must be finite and >= 0; received {reg_noise_std}.")
+    y, observed = check_images_and_mask(y, mask, "fit_dip")
     if not isinstance(network, keras.Model):
         raise ValueError(f"`network` must be a keras.Model; received {type(network).__name__}.")
     output_shape = tuple(network.output_shape[1:])
@@ -109,8 +118,9 @@ def fit_dip(network, y, mask, *, steps=1000, learning_rate=0.01, input_noise_std
             f"The network's output shape (batch,) + {output_shape} differs from the "
             f"images' (batch,) + {y.shape[1:]}."
         )
-    if steps < 1 or learning_rate <= 0:
-        raise ValueError(f"steps must be >= 1 and learning_rate > 0; received {steps}, {learning_rate}.")
+    if len(y) == 0:
+        imputed = np.zeros(y.shape, np.float32)
+        return (imputed, np.zeros((0, 0), np.float32)) if return_history else imputed
     rng = np.random.default_rng(seed)
     base_seed = int(rng.integers(2**31 - 1))
     if seed is not None:

@@ -44,11 +44,16 @@ class VectorFieldImputer:
             self.
         """
         reference = np.asarray(reference, np.float32)
-        if reference.ndim < 2 or not np.all(np.isfinite(reference)):
+        if reference.ndim < 2 or len(reference) == 0:
             raise ValueError(
-                "Reference images must be a finite batch (n, *shape); received shape "
-                f"{reference.shape}."
+                "The reference must be a non-empty batch of complete images (n >= 1, *shape); "
+                f"received shape {reference.shape}."
             )
+        finite = np.isfinite(reference.reshape(len(reference), -1)).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"Reference images must be complete (finite everywhere); reference image "
+                f"{int(np.argmin(finite))} holds NaN or Inf.")
         if isinstance(self.init, str) and self.init == "knn" and self.k > len(reference):
             raise ValueError(f"k={self.k} is larger than the reference set ({len(reference)}).")
         self.reference = reference
@@ -57,7 +62,7 @@ class VectorFieldImputer:
     def impute(self, x, mask, *, seed=None, num_imputations=1, return_trajectory=False,
                return_steps=False, batch_size=None, verbose=0):
         """Imputes x's missing entries; see `imputers.vector_field_ascent`."""
-        x, observed = ascent_lib.check_images_and_mask(x, mask)
+        x, observed = ascent_lib.check_images_and_mask(x, mask, "VectorFieldImputer.impute")
         reference = ascent_lib.check_reference(self.reference, x, self.k, self.init)
         return ascent_lib.run_ascent(
             self._compiled, self._encoder, x, observed, step_size=self.step_size,
@@ -72,7 +77,9 @@ class VectorFieldImputer:
 
         The ``serving_default`` signature takes float32 inputs ``image``
         (batch, *shape) and ``mask`` (same shape, 1 = observed) and returns
-        ``imputed``. Mean and k-NN initialisation use the fitted reference
+        ``imputed`` (observed entries bit-exact) and ``diverged`` (bool,
+        (batch,): True where the ascent reached NaN or Inf; such a sample's
+        ``imputed`` is its last finite state). Mean and k-NN initialisation use the fitted reference
         (stored in the SavedModel as a constant; without one, "mean" uses the
         request batch's observed mean); "noise" uses `seed`. The loop
         is exported without XLA (TF Serving's GPU build rejects XLA functions).
@@ -110,8 +117,8 @@ class VectorFieldImputer:
         def serve(image, mask):
             observed = mask > 0.5
             filled = initialization.initial_fill(init, image, observed, reference, k, seed)
-            imputed, _, _ = ascent(filled, observed, *settings)
-            return {"imputed": tf.where(observed, image, imputed)}
+            imputed, _, _, diverged = ascent(filled, observed, *settings)
+            return {"imputed": tf.where(observed, image, imputed), "diverged": diverged}
 
         archive = keras.export.ExportArchive()
         for model in models:

@@ -46,9 +46,9 @@ class BaseSparseLinear(keras.layers.Layer):
                 f"received units={units!r}."
             )
         regularization = float(regularization)
-        if not regularization >= 0.0:  # also rejects NaN
+        if not 0.0 <= regularization < float("inf"):  # also rejects NaN
             raise ValueError(
-                f"{type(self).__name__}: `regularization` must be >= 0; "
+                f"{type(self).__name__}: `regularization` must be finite and >= 0; "
                 f"received regularization={regularization}."
             )
         self.units = units
@@ -134,7 +134,16 @@ class BaseSparseLinear(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        image, mask = image_and_mask.split_inputs(inputs, type(self).__name__)
+        image, mask = image_and_mask.image_and_mask_tensors(
+            inputs, type(self).__name__, self.compute_dtype)
+        received = tuple(image.shape[1:])
+        if len(received) != len(self.image_shape) or any(
+                size is not None and size != built
+                for size, built in zip(received, self.image_shape)):
+            raise ValueError(
+                f"{type(self).__name__} was built for images (batch,) + {self.image_shape}; "
+                f"received images (batch,) + {tuple(image.shape[1:])}. A layer's kernel "
+                "fits one image shape: use a new layer for another.")
         dtype = linear_algebra_dtype(self.kernel.dtype)
         observed = image_and_mask.observed_entries(mask, image)
         image = image_and_mask.zero_missing(tf.cast(image, dtype), observed)

@@ -108,7 +108,9 @@ class FillMissing(keras.layers.Layer):
             interpolations along H and along W where both lines hold observed
             entries, the one that does otherwise (random pixel masks). For
             thick-slice cuts, name the acquisition axis (rows every n-th
-            observed along H: ``axis=1``).
+            observed along H: ``axis=1``). For (batch, features) inputs,
+            which have no channel axis, ``axis=-1`` (the features); the
+            batch axis is never an interpolation axis.
 
     Example:
 
@@ -137,10 +139,17 @@ class FillMissing(keras.layers.Layer):
             raise ValueError(
                 f"FillMissing(axis='both') needs 2-D images (batch, H, W, C); received image "
                 f"shape {image_shape}.")
-        if self.axis != "both" and not (-rank < self.axis < rank - 1 and self.axis % rank != 0):
-            raise ValueError(
-                f"FillMissing: axis={self.axis} is not a spatial axis of images of shape "
-                f"{image_shape} (use 1..{rank - 2} or -2..-{rank - 1}).")
+        if self.method == "interp" and self.axis != "both":
+            # (batch, features) inputs have no channel axis: their one axis
+            # to interpolate along is the last. Other ranks end with channels.
+            last = rank if rank == 2 else rank - 1
+            if not -rank <= self.axis < last or self.axis % rank == 0:
+                batch_note = " (the batch axis)" if self.axis % rank == 0 else ""
+                raise ValueError(
+                    f"FillMissing: axis={self.axis}{batch_note} is not an axis to interpolate "
+                    f"along for inputs of shape {image_shape}; use "
+                    + ("axis=-1 (the features) for (batch, features) inputs." if rank == 2 else
+                       f"a spatial axis, 1..{rank - 2} or -2..-{rank - 1}."))
         if self.method == "mean" or self.method == "interp":
             if any(size is None for size in image_shape[1:]) and self._initial_mean is None:
                 # Images of any size (fully convolutional models): the mean
@@ -158,6 +167,7 @@ class FillMissing(keras.layers.Layer):
         """Sets the pixel-wise mean from the observed values of a dataset."""
         images = np.asarray(images, np.float32)
         observed = np.broadcast_to(np.asarray(masks) > 0.5, images.shape)
+        image_and_mask.check_observed_finite(images, observed, "FillMissing.adapt")
         if not self.built:
             self.build([(None,) + images.shape[1:], (None,) + np.shape(masks)[1:]])
         if self.pixel_mean is None:
@@ -169,7 +179,8 @@ class FillMissing(keras.layers.Layer):
         self.pixel_mean.assign(np.where(counts > 0, sums / np.maximum(counts, 1), overall))
 
     def call(self, inputs):
-        image, mask = image_and_mask.split_inputs(inputs, "FillMissing")
+        image, mask = image_and_mask.image_and_mask_tensors(inputs, "FillMissing",
+                                                             self.compute_dtype)
         observed = image_and_mask.observed_entries(mask, image)
         image = image_and_mask.zero_missing(image, observed)
         if self.pixel_mean is None:

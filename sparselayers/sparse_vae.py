@@ -46,10 +46,10 @@ class SparseVAE(keras.Model):
     def __init__(self, encoder, decoder, noise_sigma=0.1, learn_noise_sigma=False,
                  num_samples=1, **kwargs):
         super().__init__(**kwargs)
-        if not noise_sigma > 0:
-            raise ValueError(f"noise_sigma must be > 0; received noise_sigma={noise_sigma}.")
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an int >= 1; received {num_samples!r}.")
+        if not (np.isfinite(noise_sigma) and noise_sigma > 0):
+            raise ValueError(
+                f"noise_sigma must be finite and > 0; received noise_sigma={noise_sigma}.")
+        num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
         self.encoder = encoder
         self.decoder = decoder
         self.initial_noise_sigma = float(noise_sigma)
@@ -83,8 +83,9 @@ class SparseVAE(keras.Model):
 
     def call(self, inputs, training=False):
         image, mask, _ = _split(inputs)
-        image = tf.convert_to_tensor(image)
-        observed = image_and_mask.observed_entries(tf.convert_to_tensor(mask), image)
+        image, mask = image_and_mask.image_and_mask_tensors([image, mask], "SparseVAE",
+                                                             self.compute_dtype)
+        observed = image_and_mask.observed_entries(mask, image)
         mean, _ = self.encoder([image_and_mask.zero_missing(image, observed), mask],
                                training=training)
         return self.decoder(mean, training=training)
@@ -100,6 +101,7 @@ class SparseVAE(keras.Model):
         image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
         image_and_mask.check_image_and_mask_shapes(
             [tuple(image.shape), tuple(mask.shape)], "SparseVAE")
+        image_and_mask.check_batch_sizes(image, mask, "SparseVAE")
         observed = image_and_mask.observed_entries(mask, image)
         mean, log_variance = self.encoder([image_and_mask.zero_missing(image, observed), mask],
                                           training=training)
@@ -108,8 +110,38 @@ class SparseVAE(keras.Model):
             num_samples=self.num_samples, training=training, scored_mask=scored_mask,
         )
 
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`, with two checks on the training data.
+
+        NumPy ``(image, mask)`` data is checked first: a NaN or Inf at an
+        observed entry is a ValueError naming the sample, and an empty
+        training set is a ValueError. Datasets are checked batch by batch in
+        `train_step` (see there); a run that saw no batch at all is a
+        ValueError too.
+        """
+        arrays = _split(x) if isinstance(x, (list, tuple)) else None
+        if arrays is not None and all(isinstance(a, np.ndarray) for a in arrays[:2]):
+            image, mask = self._arrays(arrays[0], arrays[1], "SparseVAE.fit")
+            if len(image) == 0:
+                raise ValueError("SparseVAE.fit: the training set is empty (0 images).")
+        history = super().fit(x, y, **kwargs)
+        if not history.history and kwargs.get("epochs", 1) > kwargs.get("initial_epoch", 0):
+            raise ValueError("SparseVAE.fit: the training data was empty (no batch was seen).")
+        return history
+
     def train_step(self, data):
+        """One step on a batch; a batch with NaN or Inf at an observed entry
+        changes no weight and fails with an InvalidArgumentError naming it
+        (without XLA; under XLA, which drops assertions, the weights are
+        still left untouched and the reported loss is NaN)."""
         image, mask, scored_mask = _split(data)
+        image = tf.convert_to_tensor(image)
+        observed = image_and_mask.observed_entries(tf.convert_to_tensor(mask), image)
+        bad_batch = tf.reduce_any(tf.logical_and(
+            observed, tf.logical_not(tf.math.is_finite(tf.cast(image, tf.float32)))))
+        tf.debugging.Assert(tf.logical_not(bad_batch), [
+            "SparseVAE.fit: a batch holds NaN or Inf at an observed entry; observed values "
+            "must be finite (mark unknown entries as missing in the mask)."])
         with tf.GradientTape() as tape:
             reconstruction, kl = self.loss_terms(image, mask, training=True,
                                                  scored_mask=scored_mask)
@@ -120,7 +152,9 @@ class SparseVAE(keras.Model):
             # each replica's mean so that the sum is the global mean.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss / replicas)
-        gradients = tape.gradient(scaled, self.trainable_weights)
+        gradients = [
+            None if gradient is None else tf.where(bad_batch, tf.zeros_like(gradient), gradient)
+            for gradient in tape.gradient(scaled, self.trainable_weights)]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
         return self._update_metrics(loss, reconstruction, kl)
 
@@ -145,7 +179,8 @@ class SparseVAE(keras.Model):
         noise = tf.random.stateless_normal(
             tf.concat([[num_samples], tf.shape(mean)], axis=0), seed=seed
         )
-        samples = mean + tf.exp(0.5 * tf.cast(log_variance, tf.float32)) * noise
+        log_variance = sparse_vae_loss.bounded_log_variance(log_variance)
+        samples = mean + tf.exp(0.5 * log_variance) * noise
         flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
         decoded = tf.cast(self.decoder(flat, training=False), tf.float32)
         decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
@@ -155,8 +190,9 @@ class SparseVAE(keras.Model):
             )
         return tf.where(observed, image, decoded), mean
 
-    def _arrays(self, image, mask):
-        """Float32 image and full-shape mask arrays; ValueError on bad shapes."""
+    def _arrays(self, image, mask, caller="SparseVAE"):
+        """Float32 image and full-shape mask arrays; ValueError on bad shapes
+        and on NaN or Inf at an observed entry (naming the sample)."""
         image = np.asarray(image, np.float32)
         mask = np.asarray(mask, np.float32)
         if len(image.shape[1:]) != len(self.image_shape) or any(
@@ -169,7 +205,9 @@ class SparseVAE(keras.Model):
         image_and_mask.check_image_and_mask_shapes([image.shape, mask.shape], "SparseVAE")
         if mask.shape[0] != image.shape[0]:
             raise ValueError(f"{image.shape[0]} images but {mask.shape[0]} masks.")
-        return image, np.broadcast_to(mask, image.shape)
+        mask = np.broadcast_to(mask, image.shape)
+        image_and_mask.check_observed_finite(image, mask > 0.5, caller)
+        return image, mask
 
     def _batch_size(self, batch_size, num_samples, image_shape=None):
         """Images per call: `batch_size` if given, else as many (1 to 256) as
@@ -177,17 +215,20 @@ class SparseVAE(keras.Model):
         within `DECODED_VALUES_PER_CALL` values. (A fixed 256 images x 10
         samples of 160 x 160 cuts took about 15 GB.)"""
         if batch_size is not None:
-            if int(batch_size) != batch_size or batch_size < 1:
-                raise ValueError(f"batch_size must be an int >= 1 or None; received {batch_size}.")
-            return int(batch_size)
+            return image_and_mask.check_positive_int(batch_size, "batch_size")
         per_image = max(1, int(num_samples)) * widest_activation(
             self.decoder, self.image_shape if image_shape is None else image_shape)
         return int(np.clip(DECODED_VALUES_PER_CALL // per_image, 1, 256))
 
     def _run_batches(self, image, mask, num_samples, seed, pixel_noise, batch_size, verbose,
-                     mean_only=False):
-        image, mask = self._arrays(image, mask)
+                     mean_only=False, caller="SparseVAE"):
+        image, mask = self._arrays(image, mask, caller)
         batch_size = self._batch_size(batch_size, num_samples, image.shape[1:])
+        if len(image) == 0:
+            latent_shape = self._latent_shape(image.shape[1:])
+            samples = 1 if mean_only else num_samples
+            return (np.zeros((samples,) + image.shape, np.float32),
+                    np.zeros((0,) + latent_shape, np.float32))
         rng = np.random.default_rng(seed)
         outputs, means = [], []
         progress = keras.utils.Progbar(len(image), unit_name="image") if verbose else None
@@ -207,13 +248,21 @@ class SparseVAE(keras.Model):
                 progress.add(len(mean))
         return np.concatenate(outputs, axis=1), np.concatenate(means)
 
+    def _latent_shape(self, image_shape):
+        """The latent's shape (no batch) for images of `image_shape`, from one
+        all-missing image (TensorFlow's kernels do not all take empty batches)."""
+        blank = tf.zeros((1,) + tuple(image_shape))
+        mean, _ = self._encode_function(blank, blank)
+        return tuple(mean.shape[1:])
+
     def impute(self, image, mask, num_samples=10, batch_size=None, seed=None, verbose=0):
         """Conditional-mean imputation (eq. 8): mean of f(x_k), x_k ~ q(x|y_O).
 
         Args:
-            image: (n, *shape); missing entries may hold NaN.
+            image: (n, *shape); missing entries may hold NaN, observed ones
+                must be finite (ValueError naming the sample). n may be 0.
             mask: 1 where observed, image's shape or 1 channel.
-            num_samples: K posterior samples per image.
+            num_samples: K >= 1 posterior samples per image.
             batch_size: images per compiled call; None chooses it so that one
                 call's widest decoder activation holds at most
                 `DECODED_VALUES_PER_CALL` values (memory stays bounded for
@@ -224,9 +273,10 @@ class SparseVAE(keras.Model):
         Returns:
             float32 (n, *shape); observed entries exactly as given.
         """
+        num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
         mean, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size, verbose,
-                                    mean_only=True)
-        image, mask = self._arrays(image, mask)
+                                    mean_only=True, caller="SparseVAE.impute")
+        image, mask = self._arrays(image, mask, "SparseVAE.impute")
         return np.where(mask > 0.5, image, mean[0])
 
     def sample_imputations(self, image, mask, n, seed=None, batch_size=None, pixel_noise=True,
@@ -237,13 +287,21 @@ class SparseVAE(keras.Model):
             float32 (n, num_images, *shape); observed entries exactly as given.
             With ``pixel_noise=False``, the imputations are f(x_k) themselves.
         """
+        n = image_and_mask.check_positive_int(n, "n")
         samples, _ = self._run_batches(image, mask, n, seed, bool(pixel_noise), batch_size,
-                                       verbose)
+                                       verbose, caller="SparseVAE.sample_imputations")
         return samples
 
     def encode(self, image, mask, batch_size=256):
-        """Posterior parameters (mean, log_variance), each (n, d), as arrays."""
-        image, mask = self._arrays(image, mask)
+        """Posterior parameters (mean, log_variance), each (n, d), as arrays.
+
+        n may be 0; observed values must be finite (ValueError naming the sample).
+        """
+        batch_size = image_and_mask.check_positive_int(batch_size, "batch_size")
+        image, mask = self._arrays(image, mask, "SparseVAE.encode")
+        if len(image) == 0:
+            empty = np.zeros((0,) + self._latent_shape(image.shape[1:]), np.float32)
+            return empty, empty.copy()
         image = np.where(mask > 0.5, image, 0.0).astype(np.float32)
         means, log_variances = [], []
         for start in range(0, len(image), batch_size):
@@ -262,13 +320,29 @@ class SparseVAE(keras.Model):
         ones the mean of `num_samples` decoded posterior samples drawn with a
         fixed seed, so the output is deterministic) and ``latent_mean``. No
         TFP or sparselayers import is needed to serve or load it.
+
+        Observed entries come back bit-exact: the mean over samples is taken
+        before they are put back.
         """
+        num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
         seed_tensor = tf.constant([seed, 0], tf.int32)
         samples = tf.constant(num_samples, tf.int32)
 
-        def serve(image, mask):
+        def impute(image, mask):
             imputed, mean = self._impute_batch(image, mask, samples, seed_tensor, False)
-            return {"imputed": tf.reduce_mean(imputed, axis=0), "latent_mean": mean}
+            observed = tf.broadcast_to(mask > 0.5, tf.shape(image))
+            return tf.where(observed, image, tf.reduce_mean(imputed, axis=0)), mean
+
+        def serve(image, mask):
+            # Not every TensorFlow kernel takes an empty batch: one of them is
+            # answered from a blank image's shapes, sliced to 0.
+            def blank_sliced():
+                blank = tf.zeros(tf.concat([[1], tf.shape(image)[1:]], axis=0))
+                return tuple(tensor[:0] for tensor in impute(blank, blank))
+
+            imputed, mean = tf.cond(tf.shape(image)[0] > 0, lambda: impute(image, mask),
+                                    blank_sliced)
+            return {"imputed": imputed, "latent_mean": mean}
 
         spec = (None,) + tuple(self.image_shape)
         archive = keras.export.ExportArchive()

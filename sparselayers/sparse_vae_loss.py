@@ -16,16 +16,29 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
+# The encoder's log-variances are clipped to this range before exp(): an
+# untrained encoder on unscaled inputs (MRI intensities in the thousands, say)
+# can output log-variances of hundreds, whose exp overflows float32 into
+# Inf and then NaN samples. Standard deviations stay within [4.5e-5, 2.2e4].
+LOG_VARIANCE_BOUND = 20.0
+
+
+def bounded_log_variance(log_variance):
+    """float32 log-variance clipped to [-LOG_VARIANCE_BOUND, LOG_VARIANCE_BOUND]."""
+    return tf.clip_by_value(tf.cast(log_variance, tf.float32), -LOG_VARIANCE_BOUND,
+                            LOG_VARIANCE_BOUND)
+
 
 def posterior(mean, log_variance):
     """The approximate posterior q(x | y_O), a diagonal Gaussian per sample.
 
     A `tfd.MultivariateNormalDiag` for vector latents (batch, d); for spatial
     latents (batch, h, w, c) the same distribution over all h*w*c entries, as
-    a `tfd.Independent` of `tfd.Normal`s (event shape (h, w, c)).
+    a `tfd.Independent` of `tfd.Normal`s (event shape (h, w, c)). The
+    log-variance is clipped to +-`LOG_VARIANCE_BOUND` first.
     """
     mean = tf.cast(mean, tf.float32)
-    scale = tf.exp(0.5 * tf.cast(log_variance, tf.float32))
+    scale = tf.exp(0.5 * bounded_log_variance(log_variance))
     if mean.shape.rank == 2:
         return tfd.MultivariateNormalDiag(loc=mean, scale_diag=scale)
     return tfd.Independent(tfd.Normal(loc=mean, scale=scale),

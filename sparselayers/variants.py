@@ -99,6 +99,8 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
     >>> refiner = build_variant("conv-interp-residual", (None, None, 1), filters=32)
     """
     image_shape = tuple(image_shape)
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be a positive int; received levels={levels!r}.")
     common = dict(noise_sigma=noise_sigma, learn_noise_sigma=learn_noise_sigma,
                   num_samples=num_samples)
     if name == "linear":

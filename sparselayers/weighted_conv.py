@@ -75,7 +75,8 @@ class WeightedConv:
         return image_shape, mask_shape
 
     def call(self, inputs):
-        image, mask = image_and_mask.split_inputs(inputs, type(self).__name__)
+        image, mask = image_and_mask.image_and_mask_tensors(
+            inputs, type(self).__name__, self.compute_dtype)
         if mask.dtype == tf.bool:
             mask_observed = mask
         else:

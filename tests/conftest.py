@@ -5,6 +5,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests: reproducible (derandomised, no example database written to
+# the clone) and bounded, so that they fit the default run's time budget.
+settings.register_profile(
+    "sparselayers", max_examples=25, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                           HealthCheck.data_too_large],
+)
+settings.load_profile("sparselayers")
 
 # Two logical CPU devices for the MirroredStrategy tests; this must happen
 # before TensorFlow initialises its devices, hence at import of conftest.

@@ -101,7 +101,7 @@ def test_fill_missing_interp_both_axes(rng):
             np.testing.assert_allclose(filled[i, j], want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="axis"):
         sl.FillMissing("interp", axis=0)
-    with pytest.raises(ValueError, match="not a spatial axis"):
+    with pytest.raises(ValueError, match="not an axis to interpolate along"):
         sl.FillMissing("interp", axis=3)([image, mask])
 
 

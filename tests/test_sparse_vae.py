@@ -252,7 +252,7 @@ def test_bad_encoder_decoder_and_inputs(rng):
     with pytest.raises(ValueError, match=r"decoder takes inputs \(None, 3\)"):
         sl.SparseVAE(keras.Model([image, mask], [mean, mean]),
                      keras.Model(latent3, keras.layers.Reshape((6, 1))(keras.layers.Dense(6)(latent3))))
-    with pytest.raises(ValueError, match="noise_sigma must be > 0"):
+    with pytest.raises(ValueError, match="noise_sigma must be finite and > 0"):
         sl.SparseVAE(keras.Model([image, mask], [mean, mean]), good_decoder, noise_sigma=0.0)
     model = _small_vae(rng)
     with pytest.raises(ValueError, match=r"\(batch,\) \+ \(7, 1\) do not fit"):
