@@ -81,8 +81,6 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     images = mnist_split.load_or_explain(args.mnist)
-    if images is None:
-        return 0
     images = images[..., 0]  # (10000, 28, 28)
     train, test = images[:8000], images[8000:8000 + args.test_images]
     mu = train.reshape(8000, -1).mean(axis=0)

@@ -41,8 +41,6 @@ def main(argv=None):
         parser.error(f"each of --sizes {args.sizes} must be in 1..7500 and give a whole number "
                      f"of epochs: 7500 * --passes ({args.passes}) / (size * --draws ({args.draws})).")
     images = mnist_split.load_or_explain(args.mnist)
-    if images is None:
-        return 0
     train, validation = images[:7500], images[7500:8000]
     validation_mask = masks.missing_patch(validation.shape[:-1], 13, seed=args.seed + 5)[..., None]
     validation_sparse = np.where(validation_mask > 0, validation, np.nan).astype("float32")

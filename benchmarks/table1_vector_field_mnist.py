@@ -254,8 +254,6 @@ def main(argv=None):
     if args.passes % args.draws:
         parser.error(f"--passes ({args.passes}) must be a multiple of --draws ({args.draws}).")
     images = mnist_split.load_or_explain(args.mnist)
-    if images is None:
-        return 0
     # Images 0-7999 are the training set; the models are fitted on 0-7499 and
     # 7500-7999 are held out to choose each iteration's step size and steps.
     train, validation = images[:7500], images[7500:8000]

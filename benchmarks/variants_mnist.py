@@ -42,8 +42,6 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     images = mnist_split.load_or_explain(args.mnist)
-    if images is None:
-        return 0
     train_images, test_images = images[:args.train_images], images[8000:]
     table = {}
     timing = None

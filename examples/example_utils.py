@@ -1,10 +1,36 @@
-"""Data loading and figures shared by the example scripts."""
+"""Data loading, figures and command-line set-up shared by the example scripts.
 
+Nothing heavy is imported at module level: the examples parse their
+arguments (and answer --help) before TensorFlow is loaded.
+"""
+
+import argparse
 import os
+import sys
 
 import numpy as np
 
-from sparselayers import datasets
+VARIANT_NAMES = ("linear", "conv-zero", "conv-mean", "conv-interp", "conv-interp-wmask",
+                 "conv-sparse", "conv-FC-sparse")
+
+
+def argument_parser(doc):
+    """An argparse parser showing defaults, described by the module docstring's first paragraph."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def import_tensorflow():
+    """Loads TensorFlow through sparselayers, which hides its load-time log lines
+    (`sparselayers.console`); call it after parsing, before importing keras."""
+    import sparselayers  # noqa: F401
+
+
+def progress_verbosity(quiet):
+    """Keras' verbose: 0 if quiet, a bar on a terminal, one line per epoch in a log."""
+    from sparselayers import console
+
+    return console.progress_verbosity(quiet)
 
 
 def load_images(dataset="digits", data=None, limit=None):
@@ -16,6 +42,8 @@ def load_images(dataset="digits", data=None, limit=None):
         data: a local .npz / .npy / MNIST IDX (.gz) file; overrides `dataset`.
         limit: keep at most this many images.
     """
+    from sparselayers import datasets
+
     if data is not None:
         images = datasets.load_images(data)
     elif dataset == "digits":
@@ -26,7 +54,12 @@ def load_images(dataset="digits", data=None, limit=None):
         import keras
 
         module = keras.datasets.mnist if dataset == "mnist" else keras.datasets.fashion_mnist
-        (train, _), (test, _) = module.load_data()
+        try:
+            (train, _), (test, _) = module.load_data()
+        except Exception as error:  # Keras raises a bare Exception on a failed download
+            sys.exit(f"Could not download {dataset} ({type(error).__name__}): without network "
+                     f"access, give a local copy with --data PATH (an .npz, .npy or MNIST IDX "
+                     f"file) or use --dataset digits.")
         images = np.concatenate([train, test]).astype("float32")[..., None] / 255.0
     else:
         raise ValueError(f"Unknown dataset {dataset!r}: use digits, mnist or fashion_mnist.")

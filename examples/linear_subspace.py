@@ -14,58 +14,73 @@ an MNIST IDX file (.gz), of shape (n, H, W) or (n, H, W, 1).
     python examples/linear_subspace.py --missing 0.75 --units 8 --epochs 40
 """
 
-import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow is imported: hide its C++ log lines (see sparselayers.console).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from example_utils import load_images, save_grid  # noqa: E402
-from sparselayers import SparseDense  # noqa: E402
-from sparselayers import masks  # noqa: E402
+from example_utils import argument_parser  # noqa: E402
+from example_utils import import_tensorflow  # noqa: E402
+from example_utils import load_images  # noqa: E402
+from example_utils import progress_verbosity  # noqa: E402
+from example_utils import save_grid  # noqa: E402
 
 
-class LinearSubspace(keras.Model):
+def linear_subspace_model(units, regularization, holdout):
     """Encoder = SparseDense pseudo-inverse, decoder = the same layer's decode."""
+    import keras
+    import tensorflow as tf
 
-    def __init__(self, units, regularization, holdout=0.5, **kwargs):
-        super().__init__(**kwargs)
-        self.subspace = SparseDense(units, regularization=regularization, name="subspace")
-        self.holdout = holdout
+    from sparselayers import SparseDense
 
-    def call(self, inputs, training=False):
-        image, mask = inputs
-        if training and self.holdout > 0:
-            # Hide part of the observed pixels from the encoder; the loss still
-            # covers all observed pixels, so the model must predict unseen ones
-            # rather than interpolate the pixels it was given.
-            keep = tf.random.uniform(tf.shape(mask)) >= self.holdout
-            mask = tf.where(keep, mask, tf.zeros_like(mask))
-        return self.subspace.decode(self.subspace([image, mask]))
+    class LinearSubspace(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.subspace = SparseDense(units, regularization=regularization, name="subspace")
+
+        def call(self, inputs, training=False):
+            image, mask = inputs
+            if training and holdout > 0:
+                # Hide part of the observed pixels from the encoder; the loss
+                # still covers all observed pixels, so the model must predict
+                # unseen ones rather than interpolate the pixels it was given.
+                keep = tf.random.uniform(tf.shape(mask)) >= holdout
+                mask = tf.where(keep, mask, tf.zeros_like(mask))
+            return self.subspace.decode(self.subspace([image, mask]))
+
+    def observed_mse(packed_target, prediction):
+        """Squared error on observed pixels; target channels are (image, mask)."""
+        image, mask = packed_target[..., :1], packed_target[..., 1:]
+        squared = tf.where(mask > 0.5, tf.square(image - prediction), 0.0)
+        return tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+    return LinearSubspace(), observed_mse
 
 
-def observed_mse(packed_target, prediction):
-    """Squared error on observed pixels; target channels are (image, mask)."""
-    image, mask = packed_target[..., :1], packed_target[..., 1:]
-    squared = tf.where(mask > 0.5, tf.square(image - prediction), 0.0)
-    return tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(mask), 1.0)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser():
+    parser = argument_parser(__doc__)
     parser.add_argument("--data", help=".npz/.npy/IDX images (default: sklearn digits)")
     parser.add_argument("--missing", type=float, default=0.75, help="missing fraction")
     parser.add_argument("--units", type=int, default=8, help="subspace size")
     parser.add_argument("--regularization", type=float, default=1.0, help="lambda (sigma^2)")
     parser.add_argument("--holdout", type=float, default=0.5,
                         help="fraction of observed pixels hidden from the encoder in training")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--out", default="outputs/linear_subspace.png", help="figure path")
-    args = parser.parse_args(argv)
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    import_tensorflow()
+
+    import keras
+
+    from sparselayers import masks
 
     keras.utils.set_random_seed(args.seed)
     images = load_images("digits", args.data)
@@ -73,12 +88,12 @@ def main(argv=None):
     sparse = np.where(mask > 0, images, np.nan).astype("float32")  # missing = NaN
     split = int(0.8 * len(images))
 
-    model = LinearSubspace(args.units, args.regularization, args.holdout)
+    model, observed_mse = linear_subspace_model(args.units, args.regularization, args.holdout)
     model.compile(keras.optimizers.Adam(0.01), loss=observed_mse)
     target = np.concatenate([np.nan_to_num(sparse), mask], axis=-1)
     model.fit(
         [sparse[:split], mask[:split]], target[:split],
-        batch_size=64, epochs=args.epochs, verbose=2,
+        batch_size=64, epochs=args.epochs, verbose=progress_verbosity(args.quiet),
     )
 
     test_images, test_mask = images[split:], mask[split:]

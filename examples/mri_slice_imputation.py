@@ -15,12 +15,15 @@ or thick voxels in the header), ``--volumes`` runs the same workflow on them:
     python examples/mri_slice_imputation.py --volumes scans/*.nii.gz --out imputed/
 """
 
-import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow is imported: hide its C++ log lines (see sparselayers.console).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+from example_utils import argument_parser  # noqa: E402
+from example_utils import import_tensorflow  # noqa: E402
 
 
 def phantom(size=64, seed=0):
@@ -42,8 +45,7 @@ def phantom(size=64, seed=0):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argument_parser(__doc__)
     parser.add_argument("--volumes", nargs="+", help="your sparse volumes (default: phantoms)")
     parser.add_argument("--phantoms", type=int, default=3, help="number of phantoms")
     parser.add_argument("--size", type=int, default=64, help="phantom voxels per side")
@@ -53,6 +55,7 @@ def main(argv=None):
     parser.add_argument("--out", default="outputs/mri_slice_imputation", help="output folder")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
+    import_tensorflow()
 
     from sparselayers import slice_workflow
 

@@ -15,18 +15,20 @@ Data: by default scikit-learn's embedded 8x8 digits (offline, 1797 images);
     python examples/train_sparse_vae.py --dataset mnist --missing 0.75 0.9 --epochs 20
 """
 
-import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow is imported: hide its C++ log lines (see sparselayers.console).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import sparselayers  # noqa: E402
-from example_utils import load_images, save_grid  # noqa: E402
-from sparselayers import masks  # noqa: E402
+from example_utils import VARIANT_NAMES  # noqa: E402
+from example_utils import argument_parser  # noqa: E402
+from example_utils import import_tensorflow  # noqa: E402
+from example_utils import load_images  # noqa: E402
+from example_utils import progress_verbosity  # noqa: E402
+from example_utils import save_grid  # noqa: E402
 
 DEFAULT_VARIANTS = "linear,conv-zero,conv-interp,conv-sparse,conv-FC-sparse"
 
@@ -40,6 +42,9 @@ def levels_for(size):
 
 
 def train_variant(name, train, train_mask, pixel_mean, args, verbose):
+    import keras
+    import sparselayers
+
     model = sparselayers.build_variant(
         name, train.shape[1:], args.latent, filters=args.filters,
         levels=levels_for(min(train.shape[1:3])), noise_sigma=args.noise_sigma,
@@ -51,31 +56,47 @@ def train_variant(name, train, train_mask, pixel_mean, args, verbose):
     return model
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion_mnist"])
+def build_parser():
+    parser = argument_parser(__doc__)
+    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist", "fashion_mnist"],
+                        help="digits: scikit-learn's embedded 8x8 digits (offline); mnist and "
+                             "fashion_mnist are downloaded by keras.datasets")
     parser.add_argument("--data", help="local .npz/.npy/IDX images (overrides --dataset)")
     parser.add_argument("--limit", type=int, help="use at most this many images")
     parser.add_argument("--missing", type=float, nargs="+", default=[0.75],
                         help="missing fractions, e.g. 0.75 0.9")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
-                        help=f"comma-separated, from: {', '.join(sparselayers.VARIANTS[:-1])}")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--latent", type=int, default=10)
-    parser.add_argument("--filters", type=int, default=16)
-    parser.add_argument("--noise-sigma", type=float, default=0.2)
-    parser.add_argument("--regularization", type=float, default=1e-3)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+                        help=f"comma-separated, from: {', '.join(VARIANT_NAMES)}")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs per variant")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per training step")
+    parser.add_argument("--latent", type=int, default=10, help="latent dimension d")
+    parser.add_argument("--filters", type=int, default=16,
+                        help="channels of the first convolution (doubled per level)")
+    parser.add_argument("--noise-sigma", type=float, default=0.2,
+                        help="pixel noise sigma of the sparse VAE")
+    parser.add_argument("--regularization", type=float, default=1e-3,
+                        help="lambda of the SparseDense layers")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's")
+    parser.add_argument("--test-fraction", type=float, default=0.2,
+                        help="share of the images held out for testing")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--out", default="outputs", help="folder for the figures")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = [name for name in variants if name not in sparselayers.VARIANTS[:-1]]
+    unknown = [name for name in variants if name not in VARIANT_NAMES]
     if unknown:
-        parser.error(f"unknown variants {unknown}; choose from {sparselayers.VARIANTS[:-1]}")
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANT_NAMES)}")
+
+    import_tensorflow()
+    import keras
+    import sparselayers
+    from sparselayers import masks
 
     keras.utils.set_random_seed(args.seed)
     images = load_images(args.dataset, args.data, args.limit)
@@ -103,7 +124,7 @@ def main(argv=None):
             print(f"\n== {name}, {100 * missing:.0f}% missing ==")
             started = time.time()
             model = train_variant(name, train, train_mask, pixel_mean, args,
-                                  verbose=0 if args.quiet else 1)
+                                  verbose=progress_verbosity(args.quiet))
             imputations[name] = model.impute(test, test_mask, num_samples=10, seed=args.seed)
             print(f"trained and imputed in {time.time() - started:.0f} s")
 

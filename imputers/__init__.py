@@ -10,6 +10,7 @@
 * `metrics`: `ssim`, `psnr`, `masked_mse`.
 """
 
+from sparselayers import __version__  # one version for the distribution
 from imputers import metrics
 from imputers import stacked_network
 from imputers.deep_image_prior import fit_dip
@@ -23,6 +24,7 @@ from imputers.vector_field import vector_field_ascent
 from imputers.vector_field_imputer import VectorFieldImputer
 
 __all__ = [
+    "__version__",
     "AscentDivergedError",
     "AscentResult",
     "VectorFieldImputer",

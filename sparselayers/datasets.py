@@ -1,7 +1,8 @@
 """Reading image arrays from local files (no network access).
 
 Benchmarks and examples use the MNIST test set when it is present locally
-(IDX files, gzipped or not); users download datasets themselves.
+(IDX files, gzipped or not, or Keras' dataset cache); the library reads only
+the paths and environment variables its user gives, and downloads nothing.
 """
 
 import gzip
@@ -62,28 +63,43 @@ def load_images(path):
 def find_mnist_test(directory=None):
     """Path of the local MNIST test images, or None when absent.
 
-    Looks only in `directory` when it is given (a wrong folder is not replaced
-    by another one); otherwise in ``$SPARSELAYERS_MNIST``, then in
-    ``../shared/data/mnist`` relative to the working directory.
+    The library looks only where the user says: in `directory` when it is
+    given (a wrong folder is not replaced by another one); otherwise in the
+    folder named by ``$SPARSELAYERS_MNIST``, then in Keras' own dataset cache
+    (``$KERAS_HOME/datasets/mnist.npz``, by default under ``~/.keras``), which
+    exists if `keras.datasets.mnist.load_data()` ever ran on this machine.
+    Nothing is downloaded.
     """
     if directory:
-        candidates = [directory]
+        folders = [directory]
     else:
-        candidates = [os.environ.get("SPARSELAYERS_MNIST"), "../shared/data/mnist"]
-    for folder in candidates:
+        folders = [os.environ.get("SPARSELAYERS_MNIST")]
+    for folder in folders:
         if not folder:
             continue
         for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"):
             path = os.path.join(folder, name)
             if os.path.exists(path):
                 return path
+    if not directory:
+        keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+        cached = os.path.join(keras_home, "datasets", "mnist.npz")
+        if os.path.exists(cached):
+            return cached
     return None
 
 
 def load_mnist_test(directory=None):
-    """The local MNIST test images as float32 (10000, 28, 28, 1), or None.
+    """The local MNIST test images as float32 (10000, 28, 28, 1) in [0, 1], or None.
 
-    Searched as in `find_mnist_test`; benchmarks skip with a message on None.
+    Searched as in `find_mnist_test` (an IDX file, or the ``x_test`` array of
+    Keras' cached ``mnist.npz``).
     """
     path = find_mnist_test(directory)
-    return None if path is None else load_images(path)
+    if path is None:
+        return None
+    if path.endswith(".npz"):
+        with np.load(path) as archive:
+            images = archive["x_test"].astype(np.float32)[..., None]
+        return images / 255.0
+    return load_images(path)

@@ -74,7 +74,8 @@ def masked_gram(kernel, observed):
     observed_by_block = tf.transpose(observed, [1, 0, 2])  # (P, B, V)
     # Units first, so that the gathers below copy whole contiguous rows.
     kernel_by_unit = tf.transpose(kernel, [0, 2, 1])  # (P, U, V)
-    batch_size = tf.shape(observed)[0]
+    # Static when known: the loop below must keep its variable's shape.
+    batch_size = observed.shape[0] if observed.shape[0] is not None else tf.shape(observed)[0]
 
     def add_chunk(chunk, gram_upper):
         start = chunk * rows_per_chunk

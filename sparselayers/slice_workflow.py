@@ -33,6 +33,8 @@ import sys
 
 import numpy as np  # TensorFlow is imported later: --help stays fast
 
+from sparselayers import console
+
 ANATOMICAL_AXES = {"sagittal": "LR", "coronal": "PA", "axial": "IS"}
 BACKUP_FOLDER = "training_backup"
 
@@ -79,6 +81,7 @@ def build_parser():
 def main(argv=None):
     """Entry point of ``sparselayers-impute-slices``; returns the exit status."""
     args = build_parser().parse_args(argv)  # before TensorFlow is imported: --help is fast
+    console.quiet_command_line()
     try:
         impute_slices(
             args.inputs, args.out, axis=args.axis, every=args.every, key=args.key,
@@ -338,7 +341,7 @@ def train(model, prepared, every, out, steps, steps_per_epoch, resume, patch_siz
 
 def _progress_mode(verbose):
     """Keras' verbose: a live bar on a terminal, a line per epoch in a log file."""
-    return (1 if sys.stdout.isatty() else 2) if verbose else 0
+    return console.progress_verbosity(quiet=not verbose)
 
 
 class _SliceStacks:

@@ -1,5 +1,7 @@
 """SparseVAE: a variational auto-encoder trained on observed entries only."""
 
+import functools
+
 import numpy as np
 import keras
 import tensorflow as tf
@@ -64,10 +66,15 @@ class SparseVAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
-        self._impute_function = tf.function(self._impute_batch, reduce_retracing=True)
+        # One compiled function per model, reused across batches and calls.
+        # functools.partial rather than bound methods or lambdas: TensorFlow
+        # counts traces per code object, so several models (each tracing its
+        # own function once or twice) would otherwise add up to a false
+        # "frequent retracing" warning; a partial object is its own key.
+        self._impute_function = tf.function(
+            functools.partial(SparseVAE._impute_batch, self), reduce_retracing=True)
         self._encode_function = tf.function(
-            lambda image, mask: self.encoder([image, mask], training=False),
-            reduce_retracing=True)
+            functools.partial(_encode, self.encoder), reduce_retracing=True)
         # The encoder and decoder are built models, so this model is built too
         # (its train_step never calls it, and saving wants it built).
         self.built = True
@@ -398,6 +405,10 @@ def widest_activation(model, image_shape):
         else:
             widest = max(widest, pixels * shape[-1])
     return widest
+
+
+def _encode(encoder, image, mask):
+    return encoder([image, mask], training=False)
 
 
 def _split(data):

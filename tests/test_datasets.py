@@ -49,3 +49,25 @@ def test_npz_and_errors(tmp_path, rng):
     (tmp_path / "bad.idx").write_bytes(b"\x01\x02\x03\x04")
     with pytest.raises(ValueError, match="not an IDX file"):
         datasets.load_idx(tmp_path / "bad.idx")
+
+
+def test_the_library_reads_only_what_the_user_names(tmp_path, rng, monkeypatch):
+    """No development-layout path: ../shared/data/mnist is never searched; the
+    user's folder, $SPARSELAYERS_MNIST and Keras' own cache are."""
+    shared = tmp_path / "shared" / "data" / "mnist"
+    shared.mkdir(parents=True)
+    _write_idx(shared / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, size=(2, 28, 28)))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("SPARSELAYERS_MNIST", raising=False)
+    keras_home = tmp_path / "keras_home"
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    assert datasets.find_mnist_test() is None
+    (keras_home / "datasets").mkdir(parents=True)
+    x_test = rng.integers(0, 256, size=(3, 28, 28)).astype(np.uint8)
+    np.savez(keras_home / "datasets" / "mnist.npz", x_train=x_test, y_train=np.zeros(3),
+             x_test=x_test, y_test=np.zeros(3))
+    images = datasets.load_mnist_test()
+    assert images.shape == (3, 28, 28, 1)
+    np.testing.assert_allclose(images[..., 0], x_test / 255.0, rtol=1e-6)

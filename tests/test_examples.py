@@ -1,6 +1,7 @@
 """The example scripts run end to end (tiny settings, offline data)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -11,19 +12,75 @@ EXAMPLES = ["train_sparse_vae.py", "linear_subspace.py", "mri_slice_imputation.p
             "export_serving.py"]
 
 
+# TensorFlow's C++ log lines ("I0000 ...", "E0000 ... cuInit", absl's
+# "WARNING: All log messages before absl::InitializeLog()") and oneDNN notices.
+TENSORFLOW_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages)|oneDNN|cuda", re.M)
+
+
 def _run(script, *args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+    """Runs an example as a user would (no logging variables set); its stdout."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("TF_CPP", "SPARSELAYERS_TF"))}
+    env["MPLBACKEND"] = "Agg"
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", script), *args],
         capture_output=True, text=True, cwd=cwd, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    noise = TENSORFLOW_NOISE.search(result.stderr + result.stdout)
+    assert noise is None, f"TensorFlow log output in a normal run: {result.stderr[-2000:]}"
     return result.stdout
 
 
+# Runs an example's --help in a fresh interpreter and reports whether
+# TensorFlow got imported (it must not be: --help answers before it loads).
+HELP_PROBE = """
+import runpy, sys
+sys.argv = [{script!r}, "--help"]
+sys.path.insert(0, {folder!r})
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+except SystemExit:
+    pass
+print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+
+
 @pytest.mark.parametrize("script", EXAMPLES)
-def test_help(script, tmp_path):
-    assert "usage:" in _run(script, "--help", cwd=tmp_path)
+def test_help_shows_defaults_without_importing_tensorflow(script, tmp_path):
+    path = os.path.join(ROOT, "examples", script)
+    probe = HELP_PROBE.format(script=path, folder=os.path.dirname(path))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout and "(default:" in result.stdout
+    assert "tensorflow imported: False" in result.stdout
+    options = re.findall(r"^  (--[a-z-]+)(.*)$", result.stdout, re.M)
+    assert options, result.stdout
+    for option, rest in options:  # every option has help text (argparse indents it)
+        assert rest.strip() or option == "--help", f"{script} {option} has no help text"
+
+
+def test_command_line_help_without_importing_tensorflow(tmp_path):
+    probe = ("import sys\n"
+             "sys.argv = ['sparselayers-impute-slices', '--help']\n"
+             "from sparselayers.slice_workflow import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage: sparselayers-impute-slices" in result.stdout
+    assert "tensorflow imported: False" in result.stdout
+
+
+def test_bad_variant_is_a_usage_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "export_serving.py"), "--variant",
+         "conv-bogus"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "invalid choice: 'conv-bogus'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_train_sparse_vae_quick(tmp_path):
@@ -43,5 +100,34 @@ def test_mri_and_export_examples(tmp_path):
     assert (tmp_path / "mri" / "model.keras").exists()
     out = _run("export_serving.py", "--epochs", "1", "--quiet", "--out",
                str(tmp_path / "served"), cwd=tmp_path)
-    assert "observed pixels kept: True" in out
+    assert "observed pixels bit-exact: True" in out
     assert (tmp_path / "served" / "saved_model.pb").exists()
+
+
+def test_offline_mnist_is_one_clear_sentence(monkeypatch):
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import example_utils
+    finally:
+        sys.path.pop(0)
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(SystemExit) as stopped:
+        example_utils.load_images("mnist")
+    message = str(stopped.value.code)
+    assert "--data PATH" in message and "--dataset digits" in message
+    assert "\n" not in message
+
+
+def test_a_benchmark_without_its_data_exits_non_zero(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "fig4a_sparse_dense_projection.py"),
+         "--mnist", str(tmp_path / "absent")], capture_output=True, text=True, cwd=tmp_path,
+        timeout=300)
+    assert result.returncode != 0
+    assert "not found" in result.stderr and "--mnist" in result.stderr

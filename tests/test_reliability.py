@@ -384,3 +384,19 @@ def test_untrained_model_on_large_inputs_gives_finite_imputations(rng):
     assert np.all(np.isfinite(imputed))
     samples = model.sample_imputations(image, mask, 2, seed=0)
     assert np.all(np.isfinite(samples))
+
+
+def test_served_sparse_dense_model_on_an_empty_batch(tmp_path):
+    """The empty-batch answer runs the model on one blank image of static
+    batch 1, which the SparseDense Gram loop must take (its loop variable kept
+    a static batch while the loop body's did not)."""
+    model = sl.build_variant("conv-FC-sparse", (8, 8, 1), 3, filters=4, levels=1)
+    model.export_imputer(tmp_path / "vae", num_samples=2)
+    serve = tf.saved_model.load(str(tmp_path / "vae")).signatures["serving_default"]
+    empty = tf.zeros((0, 8, 8, 1))
+    outputs = serve(image=empty, mask=empty)
+    assert outputs["imputed"].shape == (0, 8, 8, 1)
+    assert outputs["latent_mean"].shape == (0, 3)
+    layer = sl.SparseDense(3)
+    solve = tf.function(lambda image, mask: layer([image, mask]))
+    assert solve(tf.ones((1, 6)), tf.ones((1, 6))).shape == (1, 3)

@@ -405,3 +405,17 @@ def test_mixed_float16_training_is_finite(rng):
     imputed = model.impute(sparse, mask)
     assert imputed.dtype == np.float32 and np.all(np.isfinite(imputed))
     np.testing.assert_array_equal(imputed[mask > 0], images[mask > 0])
+
+
+def test_several_models_impute_without_retracing_warnings(rng, caplog):
+    """Each model compiles one imputation function; six models imputing
+    batches of two sizes must not add up to TensorFlow's frequent-retracing
+    warning (which counts traces per code object, across models)."""
+    sparse, mask, _ = _data(rng, 12, (8, 8, 1))
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        for _ in range(6):
+            model = sl.build_variant("conv-zero", (8, 8, 1), 2, filters=4, levels=1)
+            model.impute(sparse, mask, num_samples=2, batch_size=8)   # batches of 8 and 4
+            model.encode(sparse, mask, batch_size=8)
+    retracing = [r for r in caplog.records if "retracing" in r.getMessage()]
+    assert not retracing, retracing[0].getMessage()

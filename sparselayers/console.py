@@ -1,0 +1,73 @@
+"""What the command lines share: a quiet TensorFlow import and progress output.
+
+Everything about TensorFlow's log output is decided here, in one place:
+
+- Importing TensorFlow prints C++ log lines (oneDNN and CUDA notices, an absl
+  warning) before its own logging settings are read, so
+  ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them. `import_tensorflow_quietly`
+  imports TensorFlow, Keras and TensorFlow Probability with the process's
+  standard error pointed at the null device for the duration of the import
+  only; a failing import still raises, with its Python traceback. Importing
+  `sparselayers` calls it, unless TensorFlow was already imported or
+  ``SPARSELAYERS_TF_LOGS=1`` asks for TensorFlow's lines.
+- The command lines also set ``TF_CPP_MIN_LOG_LEVEL=3`` (when the user has
+  not set it) before that import, which hides the later lines ("failed call
+  to cuInit" on machines without a GPU, oneDNN kernel notices). Python
+  exceptions are unaffected.
+- `progress_verbosity` gives Keras' ``verbose``: a progress bar on a terminal,
+  one line per epoch in a log file (Keras' bar would fill it with escape codes).
+
+This module imports nothing heavy, so a command can parse its arguments (and
+answer ``--help``) before TensorFlow is loaded.
+"""
+
+import contextlib
+import os
+import sys
+
+
+def quiet_command_line():
+    """For a command line's `main`, after argument parsing: hide TensorFlow's
+    log lines (unless the user set ``TF_CPP_MIN_LOG_LEVEL``) and import it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow, Keras and TFP with their load-time log lines hidden."""
+    if "tensorflow" in sys.modules or os.environ.get("SPARSELAYERS_TF_LOGS") == "1":
+        _import_tensorflow()
+        return
+    with _standard_error_discarded():
+        _import_tensorflow()
+
+
+def _import_tensorflow():
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+    import tensorflow_probability  # noqa: F401  (its tf_keras loads TensorFlow's logs again)
+
+
+@contextlib.contextmanager
+def _standard_error_discarded():
+    """File descriptor 2 to the null device (C++ writes there, not to sys.stderr)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (some notebooks)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def progress_verbosity(quiet=False):
+    """Keras' ``verbose``: 0 if `quiet`, 1 (a bar) on a terminal, else 2 (a line per epoch)."""
+    if quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
