@@ -104,6 +104,8 @@ def noise_fill(x, mask, low=None, high=None, seed=None):
         seed: int or None; the same seed gives the same noise
             (`tf.random.stateless_uniform`).
     """
+    if seed is not None and not isinstance(seed, (int, np.integer, tf.Tensor, tf.Variable)):
+        raise TypeError(f"seed must be an int or None; received seed={seed!r}.")
     x, observed = _prepare(x, mask)
     if low is None or high is None:
         usable = tf.logical_and(observed, tf.math.is_finite(x))

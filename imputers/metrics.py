@@ -70,6 +70,8 @@ def masked_mse(a, b, mask):
         float; NaN-free: 0.0 when nothing is missing.
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"masked_mse: shapes differ: {a.shape} and {b.shape}.")
     missing = np.broadcast_to(~(np.asarray(mask) > 0.5), a.shape)
     if not missing.any():
         return 0.0

@@ -46,6 +46,7 @@ image size: 28 -> 14 -> 7 for MNIST.
 import keras
 
 from sparselayers.fill_missing import FillMissing
+from sparselayers.image_and_mask import check_positive_int
 from sparselayers.linear_subspace_vae import LinearSubspaceVAE
 from sparselayers.locally_connected_sparse import LocallyConnectedSparse3D
 from sparselayers.sparse_dense import SparseDense
@@ -99,8 +100,9 @@ def build_variant(name, image_shape, latent_dim=10, *, filters=32, levels=2, noi
     >>> refiner = build_variant("conv-interp-residual", (None, None, 1), filters=32)
     """
     image_shape = tuple(image_shape)
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"levels must be a positive int; received levels={levels!r}.")
+    check_positive_int(levels, "levels")
+    check_positive_int(latent_dim, "latent_dim")
+    check_positive_int(filters, "filters")
     common = dict(noise_sigma=noise_sigma, learn_noise_sigma=learn_noise_sigma,
                   num_samples=num_samples)
     if name == "linear":

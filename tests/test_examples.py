@@ -88,6 +88,9 @@ def test_train_sparse_vae_quick(tmp_path):
                "linear,conv-sparse", "--quiet", "--out", str(tmp_path), cwd=tmp_path)
     assert "conv-sparse" in out and "mean fill" in out
     assert (tmp_path / "sparse_vae_75.png").stat().st_size > 1000
+    out = _run("linear_subspace.py", "--epochs", "1", "--quiet", "--out",
+               str(tmp_path / "subspace.png"), cwd=tmp_path)
+    assert "linear subspace" in out and (tmp_path / "subspace.png").exists()
 
 
 def test_mri_and_export_examples(tmp_path):

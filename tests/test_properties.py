@@ -302,6 +302,10 @@ MALFORMED = [
     ("units", "count", lambda v: sl.SparseDense(v)),
     ("regularization", "float-or-zero", lambda v: sl.SparseDense(2, regularization=v)),
     ("levels", "count", lambda v: sl.build_variant("conv-zero", (8, 8, 1), levels=v)),
+    ("latent_dim", "count", lambda v: sl.build_variant("conv-zero", (8, 8, 1), latent_dim=v)),
+    ("filters", "count", lambda v: sl.build_variant("conv-zero", (8, 8, 1), filters=v)),
+    ("seed", "text", lambda v: imputers.noise_fill(_X, _MASK, seed=v)),
+    ("shapes", "shape", lambda v: imputers.metrics.masked_mse(_X, np.zeros(v), _MASK)),
     ("data_range", "float", lambda v: imputers.metrics.psnr(_X, _X, data_range=v)),
     ("data_range", "float", lambda v: imputers.metrics.ssim(
         np.zeros((1, 11, 11)), np.zeros((1, 11, 11)), data_range=v)),
@@ -312,6 +316,8 @@ BAD_VALUES = {
     "count0": st.sampled_from([-1, 2.5, True, np.nan]),  # 0 is a valid max_steps
     "float": POSITIVE_FLOATS,
     "float-or-zero": st.sampled_from([-1.0, np.nan, np.inf, -np.inf]),  # lambda = 0 is valid
+    "text": st.sampled_from(["a", "0", b"1"]),
+    "shape": st.sampled_from([(3, 4, 4, 2), (2, 4, 4, 1), (3, 16)]),
 }
 
 
@@ -322,7 +328,7 @@ def malformed_calls(draw):
 
 
 @given(case=malformed_calls())
-@settings(max_examples=60)
+@settings(max_examples=80)
 def test_malformed_arguments_are_errors_naming_the_argument(case):
     name, call, value = case
     with pytest.raises((ValueError, TypeError), match=rf"\b{name}\b"):
