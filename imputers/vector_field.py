@@ -25,6 +25,7 @@ from imputers import autoencoder as autoencoder_lib
 from imputers import initialization
 from sparselayers.image_and_mask import check_observed_finite
 from sparselayers.image_and_mask import check_positive_int
+from sparselayers import streaming
 
 
 class AscentResult(typing.NamedTuple):
@@ -358,7 +359,9 @@ def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, t
     Returns:
         The imputed images (observed entries exactly as given), or an
         `AscentResult` if `return_trajectory` or `return_steps`. An empty
-        batch gives empty arrays.
+        batch gives empty arrays. Given a `tf.data.Dataset` or iterator of
+        ``(image, mask)`` batches as `x` (and ``mask=None``), a generator of
+        those results batch by batch (`sparselayers.streaming`).
 
     Raises:
         AscentDivergedError: when a sample's state became NaN or Inf (too
@@ -371,6 +374,15 @@ def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, t
     ...                               init="knn", reference=x_train)
     """
     check_ascent_arguments(step_size, max_steps, tol, k, batch_size)
+    if streaming.is_stream(x):
+        settings = dict(step_size=step_size, max_steps=max_steps, tol=tol, init=init,
+                        reference=reference, k=k, num_imputations=num_imputations,
+                        return_trajectory=return_trajectory, return_steps=return_steps,
+                        batch_size=batch_size, jit_compile=jit_compile, verbose=verbose)
+        return streaming.map_batches(
+            lambda images, masks, batch_seed: vector_field_ascent(
+                autoencoder, images, masks, seed=batch_seed, **settings),
+            x, mask, "vector_field_ascent", seed)
     x, observed = check_images_and_mask(x, mask, "vector_field_ascent")
     reference = check_reference(reference, x, k, init)
     compiled, encoder = compiled_ascent_for(autoencoder)

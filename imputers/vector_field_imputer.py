@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from imputers import initialization
 from imputers import vector_field as ascent_lib
+from sparselayers import streaming
 
 
 class VectorFieldImputer:
@@ -61,7 +62,19 @@ class VectorFieldImputer:
 
     def impute(self, x, mask, *, seed=None, num_imputations=1, return_trajectory=False,
                return_steps=False, batch_size=None, verbose=0):
-        """Imputes x's missing entries; see `imputers.vector_field_ascent`."""
+        """Imputes x's missing entries; see `imputers.vector_field_ascent`.
+
+        `x` may be a `tf.data.Dataset` or iterator of ``(image, mask)``
+        batches (with ``mask=None``): the result is then a generator of
+        per-batch results.
+        """
+        if streaming.is_stream(x):
+            return streaming.map_batches(
+                lambda images, masks, batch_seed: self.impute(
+                    images, masks, seed=batch_seed, num_imputations=num_imputations,
+                    return_trajectory=return_trajectory, return_steps=return_steps,
+                    batch_size=batch_size, verbose=verbose),
+                x, mask, "VectorFieldImputer.impute", seed)
         x, observed = ascent_lib.check_images_and_mask(x, mask, "VectorFieldImputer.impute")
         reference = ascent_lib.check_reference(self.reference, x, self.k, self.init)
         return ascent_lib.run_ascent(

@@ -26,6 +26,7 @@ if not _COMMAND_LINE:
     from sparselayers import datasets
     from sparselayers import masks
     from sparselayers import sparse_vae_loss
+    from sparselayers import streaming
     from sparselayers.fill_missing import FillMissing
     from sparselayers.fill_missing import interpolate_along
     from sparselayers.fill_missing import interpolate_rows
@@ -60,4 +61,5 @@ __all__ = [
     "datasets",
     "masks",
     "console",
+    "streaming",
 ]

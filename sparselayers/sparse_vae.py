@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from sparselayers import image_and_mask
 from sparselayers import sparse_vae_loss
+from sparselayers import streaming
 
 # Default bound on one imputation call's widest decoder activation, all
 # samples together: 2**26 float32 values (256 MB), whatever the image size
@@ -278,9 +279,16 @@ class SparseVAE(keras.Model):
             verbose: 1 shows a progress bar over the batches.
 
         Returns:
-            float32 (n, *shape); observed entries exactly as given.
+            float32 (n, *shape); observed entries exactly as given. Given a
+            `tf.data.Dataset` or iterator of ``(image, mask)`` batches (and
+            ``mask=None``), a generator of per-batch results
+            (`sparselayers.streaming`).
         """
         num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
+        if streaming.is_stream(image):
+            return streaming.map_batches(
+                lambda x, m, s: self.impute(x, m, num_samples, batch_size, s), image, mask,
+                "SparseVAE.impute", seed)
         mean, _ = self._run_batches(image, mask, num_samples, seed, False, batch_size, verbose,
                                     mean_only=True, caller="SparseVAE.impute")
         image, mask = self._arrays(image, mask, "SparseVAE.impute")
@@ -293,8 +301,14 @@ class SparseVAE(keras.Model):
         Returns:
             float32 (n, num_images, *shape); observed entries exactly as given.
             With ``pixel_noise=False``, the imputations are f(x_k) themselves.
+            A dataset or iterator of batches gives a generator of per-batch
+            results, as `impute`.
         """
         n = image_and_mask.check_positive_int(n, "n")
+        if streaming.is_stream(image):
+            return streaming.map_batches(
+                lambda x, m, s: self.sample_imputations(x, m, n, s, batch_size, pixel_noise),
+                image, mask, "SparseVAE.sample_imputations", seed)
         samples, _ = self._run_batches(image, mask, n, seed, bool(pixel_noise), batch_size,
                                        verbose, caller="SparseVAE.sample_imputations")
         return samples
@@ -303,8 +317,13 @@ class SparseVAE(keras.Model):
         """Posterior parameters (mean, log_variance), each (n, d), as arrays.
 
         n may be 0; observed values must be finite (ValueError naming the sample).
+        A dataset or iterator of batches gives a generator of per-batch
+        ``(mean, log_variance)``, as `impute`.
         """
         batch_size = image_and_mask.check_positive_int(batch_size, "batch_size")
+        if streaming.is_stream(image):
+            return streaming.map_batches(lambda x, m, _: self.encode(x, m, batch_size), image,
+                                         mask, "SparseVAE.encode")
         image, mask = self._arrays(image, mask, "SparseVAE.encode")
         if len(image) == 0:
             empty = np.zeros((0,) + self._latent_shape(image.shape[1:]), np.float32)
