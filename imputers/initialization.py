@@ -33,26 +33,33 @@ def _prepare(x, mask):
     return tf.where(observed, x, 0.0), observed
 
 
-def _check_reference(reference, caller):
-    """The reference as a float32 tensor; ValueError if empty or not finite.
+def check_reference_images(reference, caller):
+    """Reference images as a float32 array (n >= 1, *shape), all finite.
 
-    Checked in NumPy when its values are known (eager tensors, arrays),
-    naming the first bad image; by a graph assertion otherwise.
+    Raises:
+        ValueError: naming `caller`, for a set that is empty or not a batch,
+            or naming the first image that holds NaN or Inf.
     """
-    reference = tf.convert_to_tensor(reference, tf.float32)
-    if reference.shape.rank is not None and reference.shape.rank < 1:
-        raise ValueError(f"{caller}: reference must be a batch of images; received a scalar.")
-    if reference.shape[0] == 0:
+    reference = np.asarray(reference, np.float32)
+    if reference.ndim < 2 or len(reference) == 0:
         raise ValueError(
-            f"{caller}: the reference set is empty (shape {tuple(reference.shape)}); give "
-            "at least one complete image.")
+            f"{caller}: the reference must be a non-empty batch of complete images "
+            f"(n >= 1, *shape); received shape {reference.shape}.")
+    finite = np.isfinite(reference.reshape(len(reference), -1)).all(axis=1)
+    if not finite.all():
+        raise ValueError(
+            f"{caller}: reference image {int(np.argmin(finite))} holds NaN or Inf; "
+            "reference images must be complete (finite everywhere).")
+    return reference
+
+
+def _check_reference(reference, caller):
+    """The reference as a float32 tensor, checked by `check_reference_images`
+    when its values are known (arrays, eager tensors), else by a graph assertion."""
+    reference = tf.convert_to_tensor(reference, tf.float32)
     values = tf.get_static_value(reference)
     if values is not None:
-        finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-        if not finite.all():
-            raise ValueError(
-                f"{caller}: reference image {int(np.argmin(finite))} holds NaN or Inf; "
-                "reference images must be complete (finite everywhere).")
+        check_reference_images(values, caller)
     else:
         tf.debugging.assert_all_finite(
             reference, f"{caller}: reference images must be complete (finite everywhere).")

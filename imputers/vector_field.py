@@ -205,11 +205,7 @@ def check_reference(reference, x, k, init):
         if isinstance(init, str) and init == "knn":
             raise ValueError("init='knn' needs `reference` images (complete training data).")
         return None
-    reference = np.asarray(reference, np.float32)
-    if reference.ndim < 1 or len(reference) == 0:
-        raise ValueError(
-            f"The reference set is empty (shape {reference.shape}): give complete images "
-            "(n >= 1, *shape), or no reference.")
+    reference = initialization.check_reference_images(reference, "reference")
     if reference.shape[1:] != x.shape[1:]:
         raise ValueError(
             f"Reference images have shape (n,) + {reference.shape[1:]}, the images to "
@@ -217,11 +213,6 @@ def check_reference(reference, x, k, init):
         )
     if isinstance(init, str) and init == "knn" and k > len(reference):
         raise ValueError(f"k={k} is larger than the reference set ({len(reference)} images).")
-    finite = np.isfinite(reference.reshape(len(reference), -1)).all(axis=1)
-    if not finite.all():
-        raise ValueError(
-            f"Reference images must be complete (finite everywhere); reference image "
-            f"{int(np.argmin(finite))} holds NaN or Inf.")
     return reference
 
 

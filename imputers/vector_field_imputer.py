@@ -44,17 +44,7 @@ class VectorFieldImputer:
         Returns:
             self.
         """
-        reference = np.asarray(reference, np.float32)
-        if reference.ndim < 2 or len(reference) == 0:
-            raise ValueError(
-                "The reference must be a non-empty batch of complete images (n >= 1, *shape); "
-                f"received shape {reference.shape}."
-            )
-        finite = np.isfinite(reference.reshape(len(reference), -1)).all(axis=1)
-        if not finite.all():
-            raise ValueError(
-                f"Reference images must be complete (finite everywhere); reference image "
-                f"{int(np.argmin(finite))} holds NaN or Inf.")
+        reference = initialization.check_reference_images(reference, "VectorFieldImputer.fit")
         if isinstance(self.init, str) and self.init == "knn" and self.k > len(reference):
             raise ValueError(f"k={self.k} is larger than the reference set ({len(reference)}).")
         self.reference = reference

@@ -293,8 +293,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             volume_io.write_volume(std_path, spread * np.float32(scale[1] - scale[0]), volume,
                                    affine=affine)
         else:
-            filled = thick_slices.impute_volume(model, scaled, p.acquisition,
-                                                verbose=_progress_mode(verbose))
+            filled = thick_slices.impute_volume(
+                model, scaled, p.acquisition, verbose=console.progress_verbosity(not verbose))
         del scaled
         # Back to the input's units in place (memory: data and result only),
         # then the acquired voxels copied exactly.
@@ -335,13 +335,8 @@ def train(model, prepared, every, out, steps, steps_per_epoch, resume, patch_siz
         model.compile(keras.optimizers.Adam(schedule), loss="mse")
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
               callbacks=[keras.callbacks.BackupAndRestore(backup)],
-              verbose=_progress_mode(verbose))
+              verbose=console.progress_verbosity(not verbose))
     shutil.rmtree(backup, ignore_errors=True)
-
-
-def _progress_mode(verbose):
-    """Keras' verbose: a live bar on a terminal, a line per epoch in a log file."""
-    return console.progress_verbosity(quiet=not verbose)
 
 
 class _SliceStacks:
