@@ -1,14 +1,15 @@
 """How Table 1's "ours (k-NN init)" grows with the auto-encoder's training set.
 
 The Table 1 recipe (`table1_vector_field_mnist.py`) is trained on the first N
-of MNIST images 0-7499 for each N in --sizes, always for the same number of
-gradient steps (that of --passes over 7500 images), and scored on the held-out
-images 7500-7999 with their own random 13x13 patches: ours from k-NN
-initialisation (references: images 0-7499 for every N, so that only the
-auto-encoder's data changes), with the step size and steps that score best,
-as in Table 1. k-NN alone is scored with the first N images as references.
+of MNIST's training images 0-54,999 for each N in --sizes, always for the
+same number of gradient steps (that of --passes over 55,000 images), and
+scored on the held-out training images 55,000-55,499 with their own random
+13x13 patches: ours from k-NN initialisation (references: images 0-54,999 for
+every N, so that only the auto-encoder's data changes), with the step size
+and steps that score best, as in Table 1. k-NN alone is scored with the first
+N images as references.
 
-    python benchmarks/table1_data_scaling.py [--sizes 1875 3750 7500]
+    python benchmarks/table1_data_scaling.py [--sizes 6875 13750 27500 55000]
 """
 
 import argparse
@@ -29,26 +30,30 @@ from table1_vector_field_mnist import (  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mnist", help="folder with t10k-images-idx3-ubyte.gz")
-    parser.add_argument("--sizes", type=int, nargs="+", default=(1875, 3750, 7500))
-    parser.add_argument("--passes", type=int, default=84,
-                        help="passes over 7500 images; smaller sets get proportionally more")
-    parser.add_argument("--draws", type=int, default=6)
+    parser.add_argument("--mnist", help="folder with MNIST's train- and t10k-images-idx3-ubyte.gz")
+    parser.add_argument("--sizes", type=int, nargs="+", default=(6875, 13750, 27500, 55000))
+    parser.add_argument("--passes", type=int, default=12,
+                        help="passes over 55,000 images; smaller sets get proportionally more")
+    parser.add_argument("--draws", type=int, default=2)
+    parser.add_argument("--validation-images", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    whole_epochs = (7500 * args.passes % (size * args.draws) == 0 for size in args.sizes)
-    if not all(0 < size <= 7500 for size in args.sizes) or not all(whole_epochs):
-        parser.error(f"each of --sizes {args.sizes} must be in 1..7500 and give a whole number "
-                     f"of epochs: 7500 * --passes ({args.passes}) / (size * --draws ({args.draws})).")
-    images = mnist_split.load_or_explain(args.mnist)
-    train, validation = images[:7500], images[7500:8000]
+    fit_size = mnist_split.FIT.stop - mnist_split.FIT.start
+    whole_epochs = (fit_size * args.passes % (size * args.draws) == 0 for size in args.sizes)
+    if not all(0 < size <= fit_size for size in args.sizes) or not all(whole_epochs):
+        parser.error(f"each of --sizes {args.sizes} must be in 1..{fit_size} and give a whole "
+                     f"number of epochs: {fit_size} * --passes ({args.passes}) / (size * --draws "
+                     f"({args.draws})).")
+    train_images, _ = mnist_split.load_or_explain(args.mnist)
+    train = train_images[mnist_split.FIT]
+    validation = train_images[mnist_split.VALIDATION][:args.validation_images]
     validation_mask = masks.missing_patch(validation.shape[:-1], 13, seed=args.seed + 5)[..., None]
     validation_sparse = np.where(validation_mask > 0, validation, np.nan).astype("float32")
 
     rows = []
     for size in args.sizes:
         started = time.time()
-        epochs = 7500 * args.passes // (size * args.draws)
+        epochs = fit_size * args.passes // (size * args.draws)
         model = train_denoising_autoencoder(
             train[:size], noise=NOISE, knn_share=KNN_SHARE, draws=args.draws, epochs=epochs,
             seed=args.seed)
@@ -59,7 +64,8 @@ def main(argv=None):
                      float(np.mean(imputers.metrics.ssim(knn, validation)))))
         print(f"{size} images: {time.time() - started:.0f} s", flush=True)
 
-    print("\nValidation SSIM (images 7500-7999, 13x13 patch) by training-set size")
+    print(f"\nValidation SSIM (training images 55,000-{54999 + len(validation)}, 13x13 patch) by "
+          "training-set size")
     print(f"{'images':>7} {'epochs':>7} {'ours (k-NN init)':>17} {'(h, steps)':>11} "
           f"{'k-NN alone':>11}")
     for size, epochs, ours, step_size, steps, knn in rows:

@@ -33,11 +33,16 @@ def progress_verbosity(quiet):
     return console.progress_verbosity(quiet)
 
 
-def load_images(dataset="digits", data=None, limit=None):
+# 3,500 MNIST training images shipped with the examples (see data/README.md).
+MNIST_SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mnist_3500.npz")
+
+
+def load_images(dataset="mnist-sample", data=None, limit=None):
     """Images in [0, 1], float32 (n, H, W, 1).
 
     Args:
-        dataset: "digits" (scikit-learn's embedded 8x8 digits, offline),
+        dataset: "mnist-sample" (3,500 MNIST digits shipped in examples/data,
+            offline), "digits" (scikit-learn's embedded 8x8 digits, offline),
             "mnist" or "fashion_mnist" (downloaded by keras.datasets).
         data: a local .npz / .npy / MNIST IDX (.gz) file; overrides `dataset`.
         limit: keep at most this many images.
@@ -46,6 +51,8 @@ def load_images(dataset="digits", data=None, limit=None):
 
     if data is not None:
         images = datasets.load_images(data)
+    elif dataset == "mnist-sample":
+        images = datasets.load_images(MNIST_SAMPLE)
     elif dataset == "digits":
         from sklearn.datasets import load_digits
 
@@ -62,12 +69,21 @@ def load_images(dataset="digits", data=None, limit=None):
                      f"file) or use --dataset digits.")
         images = np.concatenate([train, test]).astype("float32")[..., None] / 255.0
     else:
-        raise ValueError(f"Unknown dataset {dataset!r}: use digits, mnist or fashion_mnist.")
+        raise ValueError(f"Unknown dataset {dataset!r}: use mnist-sample, digits, mnist or "
+                         "fashion_mnist.")
     return images[:limit] if limit else images
 
 
-def save_grid(path, rows, titles, vmax=1.0):
-    """Saves a grid of single-channel images: one row per entry of `rows`."""
+def save_grid(path, rows, titles, vmax=1.0, title=None):
+    """Saves a grid of single-channel images: one row per entry of `rows`.
+
+    Args:
+        path: the PNG to write (its folder is created).
+        rows: arrays (count, H, W, 1), one per row, shown in [0, vmax].
+        titles: one label per row, written left of it.
+        vmax: the grey level shown white.
+        title: the figure's title, or None.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,13 +92,15 @@ def save_grid(path, rows, titles, vmax=1.0):
     count = len(rows[0])
     figure, axes = plt.subplots(len(rows), count, figsize=(1.2 * count, 1.3 * len(rows)),
                                 squeeze=False)
-    for row, (images, title) in enumerate(zip(rows, titles)):
+    for row, images in enumerate(rows):
         for column in range(count):
             axis = axes[row, column]
             axis.imshow(images[column, ..., 0], cmap="gray", vmin=0, vmax=vmax)
             axis.set_xticks([])
             axis.set_yticks([])
-        axes[row, 0].set_ylabel(title, fontsize=8)
+        axes[row, 0].set_ylabel(titles[row], fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure.savefig(path, dpi=120)

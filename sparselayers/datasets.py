@@ -1,7 +1,7 @@
 """Reading image arrays from local files (no network access).
 
-Benchmarks and examples use the MNIST test set when it is present locally
-(IDX files, gzipped or not, or Keras' dataset cache); the library reads only
+Benchmarks and examples use MNIST (its training and test sets) when it is
+present locally (IDX files, gzipped or not, or Keras' dataset cache); the library reads only
 the paths and environment variables its user gives, and downloads nothing.
 """
 
@@ -60,8 +60,16 @@ def load_images(path):
     return images / 255.0 if images.max() > 1.0 else images
 
 
-def find_mnist_test(directory=None):
-    """Path of the local MNIST test images, or None when absent.
+_MNIST_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+
+
+def _check_split(split):
+    if split not in _MNIST_FILES:
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+
+
+def find_mnist(directory=None, split="test"):
+    """Path of the local MNIST images of one split, or None when absent.
 
     The library looks only where the user says: in `directory` when it is
     given (a wrong folder is not replaced by another one); otherwise in the
@@ -69,15 +77,19 @@ def find_mnist_test(directory=None):
     (``$KERAS_HOME/datasets/mnist.npz``, by default under ``~/.keras``), which
     exists if `keras.datasets.mnist.load_data()` ever ran on this machine.
     Nothing is downloaded.
+
+    Args:
+        directory: folder holding ``train-images-idx3-ubyte[.gz]`` and/or
+            ``t10k-images-idx3-ubyte[.gz]``; None searches as above.
+        split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
+
+    Returns:
+        The IDX file's path, the cached ``mnist.npz``'s path, or None.
     """
-    if directory:
-        folders = [directory]
-    else:
-        folders = [os.environ.get("SPARSELAYERS_MNIST")]
-    for folder in folders:
-        if not folder:
-            continue
-        for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"):
+    _check_split(split)
+    folder = directory or os.environ.get("SPARSELAYERS_MNIST")
+    if folder:
+        for name in (_MNIST_FILES[split] + ".gz", _MNIST_FILES[split]):
             path = os.path.join(folder, name)
             if os.path.exists(path):
                 return path
@@ -89,17 +101,20 @@ def find_mnist_test(directory=None):
     return None
 
 
-def load_mnist_test(directory=None):
-    """The local MNIST test images as float32 (10000, 28, 28, 1) in [0, 1], or None.
+def load_mnist(directory=None, split="test"):
+    """Local MNIST images of one split as float32 (n, 28, 28, 1) in [0, 1], or None.
 
-    Searched as in `find_mnist_test` (an IDX file, or the ``x_test`` array of
-    Keras' cached ``mnist.npz``).
+    Searched as in `find_mnist` (an IDX file, or the ``x_train`` / ``x_test``
+    array of Keras' cached ``mnist.npz``).
+
+    Example:
+        >>> train = load_mnist("data/mnist", split="train")  # (60000, 28, 28, 1)
     """
-    path = find_mnist_test(directory)
+    path = find_mnist(directory, split)
     if path is None:
         return None
     if path.endswith(".npz"):
         with np.load(path) as archive:
-            images = archive["x_test"].astype(np.float32)[..., None]
-        return images / 255.0
+            images = archive["x_train" if split == "train" else "x_test"].astype(np.float32)
+        return images[..., None] / 255.0
     return load_images(path)

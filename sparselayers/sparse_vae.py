@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from sparselayers import image_and_mask
+from sparselayers import multi_worker
 from sparselayers import sparse_vae_loss
 from sparselayers import streaming
 
@@ -137,6 +138,16 @@ class SparseVAE(keras.Model):
             raise ValueError("SparseVAE.fit: the training data was empty (no batch was seen).")
         return history
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) first reduces a distributed sample batch with
+        # strategy.reduce(), which MultiWorkerMirroredStrategy cannot do for
+        # an (image, mask) tuple. A SparseVAE is built at construction and
+        # compiles no loss or metric objects, so no sample batch is needed:
+        # only the optimizer is built here.
+        if all(layer.built for layer in self._flatten_layers()):
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, data):
         """One step on a batch; a batch with NaN or Inf at an observed entry
         changes no weight and fails with an InvalidArgumentError naming it
@@ -175,7 +186,7 @@ class SparseVAE(keras.Model):
         self.loss_tracker.update_state(loss)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return {m.name: m.result() for m in self.metrics}
+        return multi_worker.logs_for_workers({m.name: m.result() for m in self.metrics})
 
     # -- Inference ------------------------------------------------------------
 

@@ -22,11 +22,11 @@ def test_idx_round_trip_and_load_images(tmp_path, rng):
     loaded = datasets.load_images(str(tmp_path / "t10k-images-idx3-ubyte.gz"))
     assert loaded.shape == (5, 28, 28, 1) and loaded.dtype == np.float32
     np.testing.assert_allclose(loaded[..., 0], images / 255.0)
-    assert datasets.find_mnist_test(str(tmp_path)).endswith("t10k-images-idx3-ubyte.gz")
-    assert datasets.load_mnist_test(str(tmp_path)).shape == (5, 28, 28, 1)
+    assert datasets.find_mnist(str(tmp_path)).endswith("t10k-images-idx3-ubyte.gz")
+    assert datasets.load_mnist(str(tmp_path)).shape == (5, 28, 28, 1)
 
 
-def test_find_mnist_test_looks_only_in_a_given_folder(tmp_path, rng, monkeypatch):
+def test_find_mnist_looks_only_in_a_given_folder(tmp_path, rng, monkeypatch):
     found = tmp_path / "found"
     found.mkdir()
     _write_idx(found / "t10k-images-idx3-ubyte", rng.integers(0, 256, size=(2, 28, 28)))
@@ -34,9 +34,9 @@ def test_find_mnist_test_looks_only_in_a_given_folder(tmp_path, rng, monkeypatch
     empty.mkdir()
     monkeypatch.chdir(tmp_path)  # no ../shared/data/mnist from here
     monkeypatch.setenv("SPARSELAYERS_MNIST", str(found))
-    assert datasets.find_mnist_test() == str(found / "t10k-images-idx3-ubyte")
-    assert datasets.find_mnist_test(str(empty)) is None
-    assert datasets.load_mnist_test(str(empty)) is None
+    assert datasets.find_mnist() == str(found / "t10k-images-idx3-ubyte")
+    assert datasets.find_mnist(str(empty)) is None
+    assert datasets.load_mnist(str(empty)) is None
 
 
 def test_npz_and_errors(tmp_path, rng):
@@ -63,11 +63,30 @@ def test_the_library_reads_only_what_the_user_names(tmp_path, rng, monkeypatch):
     monkeypatch.delenv("SPARSELAYERS_MNIST", raising=False)
     keras_home = tmp_path / "keras_home"
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    assert datasets.find_mnist_test() is None
+    assert datasets.find_mnist() is None
     (keras_home / "datasets").mkdir(parents=True)
     x_test = rng.integers(0, 256, size=(3, 28, 28)).astype(np.uint8)
     np.savez(keras_home / "datasets" / "mnist.npz", x_train=x_test, y_train=np.zeros(3),
              x_test=x_test, y_test=np.zeros(3))
-    images = datasets.load_mnist_test()
+    images = datasets.load_mnist()
     assert images.shape == (3, 28, 28, 1)
     np.testing.assert_allclose(images[..., 0], x_test / 255.0, rtol=1e-6)
+
+
+def test_train_and_test_splits_are_told_apart(tmp_path, rng, monkeypatch):
+    train = rng.integers(0, 256, size=(4, 28, 28))
+    test = rng.integers(0, 256, size=(2, 28, 28))
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", train)
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
+    np.testing.assert_allclose(datasets.load_mnist(str(tmp_path), "train")[..., 0], train / 255.0)
+    np.testing.assert_allclose(datasets.load_mnist(str(tmp_path), "test")[..., 0], test / 255.0)
+    with pytest.raises(ValueError, match="'train' or 'test'; got 'validation'"):
+        datasets.find_mnist(str(tmp_path), "validation")
+    keras_home = tmp_path / "keras_home"
+    (keras_home / "datasets").mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    monkeypatch.delenv("SPARSELAYERS_MNIST", raising=False)
+    np.savez(keras_home / "datasets" / "mnist.npz", x_train=train.astype(np.uint8),
+             y_train=np.zeros(4), x_test=test.astype(np.uint8), y_test=np.zeros(2))
+    assert datasets.load_mnist(split="train").shape == (4, 28, 28, 1)
+    assert datasets.load_mnist(split="test").shape == (2, 28, 28, 1)

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,8 +18,9 @@ EXAMPLES = ["train_sparse_vae.py", "linear_subspace.py", "mri_slice_imputation.p
 TENSORFLOW_NOISE = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages)|oneDNN|cuda", re.M)
 
 
-def _run(script, *args, cwd):
-    """Runs an example as a user would (no logging variables set); its stdout."""
+def _run(script, *args, cwd, with_stderr=False):
+    """Runs an example as a user would (no logging variables set); its stdout
+    (followed by its stderr if `with_stderr`)."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("TF_CPP", "SPARSELAYERS_TF"))}
     env["MPLBACKEND"] = "Agg"
@@ -29,7 +31,7 @@ def _run(script, *args, cwd):
     assert result.returncode == 0, result.stderr[-3000:]
     noise = TENSORFLOW_NOISE.search(result.stderr + result.stdout)
     assert noise is None, f"TensorFlow log output in a normal run: {result.stderr[-2000:]}"
-    return result.stdout
+    return result.stdout + result.stderr if with_stderr else result.stdout
 
 
 # Runs an example's --help in a fresh interpreter and reports whether
@@ -86,11 +88,38 @@ def test_bad_variant_is_a_usage_error(tmp_path):
 def test_train_sparse_vae_quick(tmp_path):
     out = _run("train_sparse_vae.py", "--epochs", "1", "--limit", "200", "--variants",
                "linear,conv-sparse", "--quiet", "--out", str(tmp_path), cwd=tmp_path)
-    assert "conv-sparse" in out and "mean fill" in out
+    assert "conv-sparse" in out and "mean fill" in out and "row interp. (1-D)" in out
+    assert "conv-sparse: " in out and "vs linear subspace" in out
     assert (tmp_path / "sparse_vae_75.png").stat().st_size > 1000
     out = _run("linear_subspace.py", "--epochs", "1", "--quiet", "--out",
                str(tmp_path / "subspace.png"), cwd=tmp_path)
     assert "linear subspace" in out and (tmp_path / "subspace.png").exists()
+
+
+@pytest.mark.slow  # the README's first command as it runs: about 2 minutes
+def test_main_example_shows_conv_variants_well_below_linear_and_mean_fill(tmp_path):
+    """The figures the README promises: every convolutional variant at least
+    15% below both the linear subspace model and mean filling, no warnings."""
+    out = _run("train_sparse_vae.py", "--quiet", "--out", str(tmp_path), cwd=tmp_path,
+               with_stderr=True)
+    scores = dict(re.findall(r"^  (\S+(?: fill)?) +(\d\.\d{4})$", out, re.M))
+    conv = [name for name in scores if name.startswith("conv-")]
+    assert len(conv) == 3, out
+    for name in conv:
+        assert float(scores[name]) <= 0.85 * float(scores["linear"]), out
+        assert float(scores[name]) <= 0.85 * float(scores["mean fill"]), out
+    assert "warn" not in out.lower(), out
+
+
+def test_the_embedded_sample_is_mnist_sized_and_offline():
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import example_utils
+    finally:
+        sys.path.pop(0)
+    images = example_utils.load_images()
+    assert images.shape == (3500, 28, 28, 1) and images.dtype == np.float32
+    assert 0.0 == images.min() and images.max() == 1.0
 
 
 def test_mri_and_export_examples(tmp_path):
