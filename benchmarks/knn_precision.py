@@ -6,8 +6,8 @@ data on the reference mean and works in float64. This benchmark runs both side
 by side on the same queries, against exact float64 neighbours (the direct
 sum of squared differences, in NumPy):
 
-- MNIST test images (references 0-7999, queries from 8000, 50% of the pixels
-  missing) at their [0, 1] scale and rescaled to MRI-like intensities
+- MNIST's standard split (references: training images 0-7,999; queries: the
+  first test images; 50% of the pixels missing) at their [0, 1] scale and rescaled to MRI-like intensities
   (500 + 3500 x);
 - 28 x 28 patches of real T1 brain MRI in their native intensities (the
   2 mm cohort: references from the first subjects, queries from the last).
@@ -101,14 +101,14 @@ def mri_patches(folder, subjects, count, rng):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", default=None, help="folder of the MNIST test set")
+    parser.add_argument("--mnist", default=None, help="folder of MNIST's train- and t10k-images-idx3-ubyte.gz")
     parser.add_argument("--mri", default="../shared/data/mri/cohort_2mm",
                         help="folder of T1 volumes (NIfTI)")
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    images = load_or_explain(args.mnist)
-    reference, queries = images[:8000], images[8000:8000 + args.queries]
+    train_images, test_images = load_or_explain(args.mnist)
+    reference, queries = train_images[:8000], test_images[:args.queries]
     observed = rng.random(queries.shape) > 0.5
     started = time.perf_counter()
     compare("MNIST [0, 1]", queries, observed, reference)
