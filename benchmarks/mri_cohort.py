@@ -9,8 +9,9 @@ Protocol, for each acquisition axis 0, 1, 2 of the RAS-reoriented volumes
 * a fixed split: 11 training subjects, 6 held-out test subjects (a seeded
   permutation, printed);
 * the model, ``build_variant("conv-interp-residual")``, is trained on the
-  acquired slices of the training subjects only (`thick_slices`), then fills
-  the held-out subjects (`thick_slices.impute_volume`);
+  acquired slices of the training subjects only (`sparselayers.mri.training`),
+  then fills
+  the held-out subjects (`mri.impute_volume`);
 * baselines along the axis: linear, cubic spline (not-a-knot) and PCHIP;
 * scores on the missing voxels inside the head (a smoothed threshold mask),
   intensities divided by each volume's 99.5th percentile: MSE, PSNR (peak 1)
@@ -70,11 +71,11 @@ def head_mask(volume):
 
 def keep_every(volume, axis, every, offset):
     """(sparse volume with zero missing slices, Acquisition)."""
-    from sparselayers import thick_slices
+    from sparselayers import mri
 
     acquired = np.zeros(volume.shape[axis], bool)
     acquired[offset::every] = True
-    acquisition = thick_slices.Acquisition(axis, acquired, every)
+    acquisition = mri.Acquisition(axis, acquired, every)
     return np.where(acquisition.mask(volume.shape), volume, 0.0).astype(np.float32), acquisition
 
 
@@ -113,19 +114,19 @@ def train_model(volumes_and_acquisitions, every, steps, filters, patch_size, see
     import keras
 
     import sparselayers
-    from sparselayers import thick_slices
+    from sparselayers import mri
 
     keras.utils.set_random_seed(seed)
-    stacks = [thick_slices.acquired_slices(v, a) for v, a in volumes_and_acquisitions]
-    dataset = thick_slices.training_dataset(stacks, every, patch_size=patch_size, batch_size=16,
-                                            seed=seed)
+    stacks = [mri.training.acquired_slices(v, a) for v, a in volumes_and_acquisitions]
+    dataset = mri.training_dataset(stacks, every, patch_size=patch_size, batch_size=16,
+                                   seed=seed)
     model = sparselayers.build_variant(variant, (None, None, 1), latent_dim=8, filters=filters,
                                        noise_sigma=0.05)
     per_epoch = 100
     epochs = max(1, steps // per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, epochs * per_epoch, alpha=0.05)
     if isinstance(model, sparselayers.SparseVAE):
-        dataset = thick_slices.as_sparse_vae_triples(dataset)
+        dataset = mri.training.as_sparse_vae_triples(dataset)
         model.compile(keras.optimizers.Adam(schedule))
     else:
         model.compile(keras.optimizers.Adam(schedule), loss="mse")
@@ -180,7 +181,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     args = parser.parse_args(argv)
 
-    from sparselayers import thick_slices
+    from sparselayers import mri
 
     volumes = load_volumes(args.data)
     names = sorted(volumes)
@@ -210,14 +211,14 @@ def main(argv=None):
                 sparse, acquisition = sparse_test[name]
                 start = time.time()
                 if variant.endswith("-vae"):
-                    filled, spread = thick_slices.sample_volume(model, sparse, acquisition,
-                                                                args.samples)
+                    filled, spread = mri.sample_volume(model, sparse, acquisition,
+                                                       args.samples)
                     region = heads[name] & ~acquisition.mask(sparse.shape)
                     error = np.abs(filled - volumes[name])[region]
                     coverage.append(np.mean(error <= 2 * spread[region]))
                     spreads.append(np.mean(spread[region]))
                 else:
-                    filled = thick_slices.impute_volume(model, sparse, acquisition)
+                    filled = mri.impute_volume(model, sparse, acquisition)
                 impute_seconds.append(time.time() - start)
                 results[variant].append(scores(filled, volumes[name], acquisition, heads[name]))
             print(f"{variant}: training {train_seconds:.0f} s ({args.steps} steps, "

@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     args = parser.parse_args(argv)
 
-    from sparselayers import thick_slices
+    from sparselayers import mri
 
     volumes = load_volumes(args.data)
     rows = []
@@ -55,7 +55,7 @@ def main(argv=None):
                                 args.patch_size, args.seed, False)
             train_seconds = time.time() - start
             start = time.time()
-            filled = thick_slices.impute_volume(model, sparse, acquisition)
+            filled = mri.impute_volume(model, sparse, acquisition)
             impute_seconds = time.time() - start
             found["model"] = scores(filled, truth, acquisition, head)
             best = min(("linear", "cubic", "pchip"), key=lambda k: found[k][0])

@@ -2,7 +2,7 @@
 
 Imputes 10^4, 10^5 and 10^6 MNIST-size images (28 x 28, 75% missing) from a
 repeated synthetic `tf.data` pipeline through the streaming path
-(`sparselayers.streaming`: a dataset of batches in, a generator of per-batch
+(`sparselayers.distribute.streaming`: a dataset of batches in, a generator of per-batch
 results out), with a small untrained sparse VAE (`conv-zero`, 8 filters, one
 posterior sample per image) and with the compiled vector-field ascent of a
 dense auto-encoder (784-64-784, 20 steps, mean initialisation from a
@@ -12,7 +12,7 @@ the peak resident set it reports is its own. Flat memory is the goal: the
 
 Training throughput: a sparse VAE (conv-zero, 8 filters) trained on
 synthetic MNIST-size images (global batch 64) by one process, then by two
-local worker processes (`sparselayers.multi_worker`, TF_CONFIG on 127.0.0.1
+local worker processes (`sparselayers.distribute.multi_worker`, TF_CONFIG on 127.0.0.1
 ports), each for a first epoch (tracing, not timed) and a timed second epoch of
 --train-steps steps. On a 2-core machine two workers cannot be faster: the
 figure is their overhead.
@@ -76,7 +76,7 @@ def train_worker(steps):
     import tensorflow as tf
 
     import sparselayers as sl
-    from sparselayers import multi_worker
+    from sparselayers.distribute import multi_worker
 
     strategy = (multi_worker.worker_strategy(120) if os.environ.get("TF_CONFIG")
                 else tf.distribute.get_strategy())

@@ -2,9 +2,9 @@
 
 Synthetic data (smooth random volumes), so it runs anywhere:
 
-* training: `thick_slices.training_dataset` + ``conv-interp-residual``
+* training: `mri.training_dataset` + ``conv-interp-residual``
   (32 filters, 48 px patches, batches of 16), seconds per epoch of 100 steps;
-* imputation: `thick_slices.impute_volume` on a ``--size``^3 volume (default
+* imputation: `mri.impute_volume` on a ``--size``^3 volume (default
   256), every 3rd slice along axis 2; wall time, and the process's peak
   resident memory during the call over its resident memory before it,
   in volumes (one volume = size^3 float32 values).
@@ -54,7 +54,7 @@ def main(argv=None):
     import keras
 
     import sparselayers
-    from sparselayers import thick_slices
+    from sparselayers import mri
 
     keras.utils.set_random_seed(0)
     model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=32)
@@ -62,9 +62,9 @@ def main(argv=None):
     train_volume = smooth_volume(128, 1)
     acquired = np.zeros(128, bool)
     acquired[::3] = True
-    train_acquisition = thick_slices.Acquisition(2, acquired, 3)
-    stacks = [thick_slices.acquired_slices(train_volume, train_acquisition)]
-    dataset = thick_slices.training_dataset(stacks, 3, patch_size=48, batch_size=16)
+    train_acquisition = mri.Acquisition(2, acquired, 3)
+    stacks = [mri.training.acquired_slices(train_volume, train_acquisition)]
+    dataset = mri.training_dataset(stacks, 3, patch_size=48, batch_size=16)
     model.fit(dataset, steps_per_epoch=10, epochs=1, verbose=0, shuffle=False)  # warm-up
     reset_peak()
     before = resident_bytes("VmRSS")
@@ -78,13 +78,13 @@ def main(argv=None):
     volume = smooth_volume(args.size)
     acquired = np.zeros(args.size, bool)
     acquired[::3] = True
-    acquisition = thick_slices.Acquisition(2, acquired, 3)
-    thick_slices.impute_volume(model, volume[:32, :32], acquisition)  # trace once
+    acquisition = mri.Acquisition(2, acquired, 3)
+    mri.impute_volume(model, volume[:32, :32], acquisition)  # trace once
     volume_bytes = volume.nbytes
     reset_peak()
     before = resident_bytes("VmRSS")
     start = time.time()
-    filled = thick_slices.impute_volume(model, volume, acquisition)
+    filled = mri.impute_volume(model, volume, acquisition)
     seconds = time.time() - start
     peak = resident_bytes("VmHWM") - before
     print(f"imputation of a {args.size}^3 volume: {seconds:.1f} s, peak memory "

@@ -57,6 +57,7 @@ def main(argv=None):
 
     import sparselayers
     from sparselayers import masks
+    from sparselayers.models import sparse_vae_imputation
 
     keras.utils.set_random_seed(0)
     images = load_images("digits")
@@ -87,10 +88,11 @@ def main(argv=None):
     print("  imputed[0] row 0 =", np.array2string(served_imputed[0, 0, :, 0], precision=3))
 
     # The served signature draws NUM_SAMPLES posterior samples per image with
-    # the fixed seed SEED: the same computation as model._impute_batch with
-    # that seed, so the in-process result to compare with is that one.
-    in_process, _ = model._impute_batch(
-        tf.constant(np.nan_to_num(sparse[:2])), tf.constant(mask[:2]),
+    # the fixed seed SEED: the same computation as
+    # sparse_vae_imputation.impute_batch with that seed, so the in-process
+    # result to compare with is that one.
+    in_process, _ = sparse_vae_imputation.impute_batch(
+        model, tf.constant(np.nan_to_num(sparse[:2])), tf.constant(mask[:2]),
         tf.constant(NUM_SAMPLES), tf.constant([SEED, 0]), False)
     in_process = np.where(mask[:2] > 0, sparse[:2], in_process.numpy().mean(axis=0))
     observed = mask[:2] > 0

@@ -1,6 +1,6 @@
 """Thick-slice MRI (paper §4.4): keep every n-th slice, fill in the rest.
 
-A thin user of the package's workflow (`sparselayers.slice_workflow`, the
+A thin user of the package's workflow (`sparselayers.mri.workflow`, the
 ``sparselayers-impute-slices`` command). Offline by default: a few synthetic
 head phantoms, each acquired every n-th slice along axis 0 at its own
 offset, are written as .npy files; the workflow learns from their acquired
@@ -57,11 +57,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import_tensorflow()
 
-    from sparselayers import slice_workflow
+    from sparselayers import mri
 
     if args.volumes:
-        slice_workflow.impute_slices(args.volumes, args.out, every=None, steps=args.steps,
-                                     seed=args.seed, verbose=0 if args.quiet else 1)
+        mri.impute_slices(args.volumes, args.out, every=None, steps=args.steps,
+                          seed=args.seed, verbose=0 if args.quiet else 1)
         return None
     rng = np.random.default_rng(args.seed)
     folder = os.path.join(args.out, "acquired")
@@ -79,10 +79,10 @@ def main(argv=None):
     missing_share = 1 - np.mean([a.mean() for _, a in truths.values()])
     print(f"{args.phantoms} phantoms of {args.size}^3, every {args.every}th slice along axis 0: "
           f"{100 * missing_share:.0f}% missing")
-    written = slice_workflow.impute_slices(files, args.out, axis=0, every=args.every,
-                                           steps=args.steps, seed=args.seed,
-                                           patch_size=min(48, args.size),
-                                           verbose=0 if args.quiet else 1)
+    written = mri.impute_slices(files, args.out, axis=0, every=args.every,
+                                steps=args.steps, seed=args.seed,
+                                patch_size=min(48, args.size),
+                                verbose=0 if args.quiet else 1)
     errors = []
     for path, (volume, acquired) in truths.items():
         filled = np.load(written[path])

@@ -36,4 +36,9 @@ __all__ = [
     "pseudo_gibbs",
     "stacked_network",
     "vector_field_ascent",
+    "autoencoder",
+    "deep_image_prior",
+    "initialization",
+    "vector_field",
+    "vector_field_imputer",
 ]

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+__all__ = ["reconstruction_function"]
+
 
 def reconstruction_function(autoencoder):
     """Returns ``(reconstruct, encoder)`` for a model, callable or pair.

@@ -17,7 +17,9 @@ import tensorflow as tf
 
 from imputers.stacked_network import stack_networks
 from imputers.vector_field import check_images_and_mask
-from sparselayers.image_and_mask import check_positive_int
+from sparselayers.layers.image_and_mask import check_positive_int
+
+__all__ = ["fit_dip"]
 
 
 def _observed_losses(outputs, images, observed):

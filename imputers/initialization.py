@@ -15,7 +15,9 @@ in that image.
 import numpy as np
 import tensorflow as tf
 
-from sparselayers.image_and_mask import check_positive_int
+from sparselayers.layers.image_and_mask import check_positive_int
+
+__all__ = ["mean_fill", "noise_fill", "knn_fill"]
 
 # Bound on the elements of one (queries x reference) distance block in k-NN.
 _DISTANCE_BUDGET = 1 << 24

@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+__all__ = ["ssim", "psnr", "masked_mse"]
+
 
 def _with_channel(images):
     images = np.asarray(images, np.float32)

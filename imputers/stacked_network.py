@@ -35,6 +35,8 @@ import tensorflow as tf
 # `clone_function` only for them and for Sequential models.
 from keras.src.models.functional import Functional
 
+__all__ = ["stack_networks", "grouped_convolution_supported"]
+
 
 def stack_networks(networks):
     """Returns one Keras model running `networks[g]` on sample g of its batch.

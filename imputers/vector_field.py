@@ -23,9 +23,11 @@ import tensorflow as tf
 
 from imputers import autoencoder as autoencoder_lib
 from imputers import initialization
-from sparselayers.image_and_mask import check_observed_finite
-from sparselayers.image_and_mask import check_positive_int
-from sparselayers import streaming
+from sparselayers.layers.image_and_mask import check_observed_finite
+from sparselayers.layers.image_and_mask import check_positive_int
+from sparselayers.distribute import streaming
+
+__all__ = ["AscentResult", "AscentDivergedError", "vector_field_ascent", "pseudo_gibbs"]
 
 
 class AscentResult(typing.NamedTuple):
@@ -352,7 +354,7 @@ def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, t
         `AscentResult` if `return_trajectory` or `return_steps`. An empty
         batch gives empty arrays. Given a `tf.data.Dataset` or iterator of
         ``(image, mask)`` batches as `x` (and ``mask=None``), a generator of
-        those results batch by batch (`sparselayers.streaming`).
+        those results batch by batch (`sparselayers.distribute.streaming`).
 
     Raises:
         AscentDivergedError: when a sample's state became NaN or Inf (too

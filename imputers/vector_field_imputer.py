@@ -6,7 +6,9 @@ import tensorflow as tf
 
 from imputers import initialization
 from imputers import vector_field as ascent_lib
-from sparselayers import streaming
+from sparselayers.distribute import streaming
+
+__all__ = ["VectorFieldImputer"]
 
 
 class VectorFieldImputer:

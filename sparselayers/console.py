@@ -25,6 +25,8 @@ import contextlib
 import os
 import sys
 
+__all__ = ["quiet_command_line", "import_tensorflow_quietly", "progress_verbosity"]
+
 
 def quiet_command_line():
     """For a command line's `main`, after argument parsing: hide TensorFlow's

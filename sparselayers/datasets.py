@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+__all__ = ["load_mnist", "load_images", "load_idx", "find_mnist"]
+
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 

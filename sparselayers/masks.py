@@ -7,6 +7,8 @@ to use it with images of shape (num_samples, *spatial_shape, 1).
 
 import numpy as np
 
+__all__ = ["random_missing", "missing_patch", "every_nth_slice"]
+
 
 def _check_shape(shape, function):
     shape = tuple(int(size) for size in shape)

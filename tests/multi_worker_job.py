@@ -47,7 +47,7 @@ def build(variant):
 
     import sparselayers
 
-    from sparselayers import multi_worker
+    from sparselayers.distribute import multi_worker
 
     keras.utils.set_random_seed(0)
     if variant == "conv-interp-residual":  # the thick-slice MRI model, a plain Keras model
@@ -84,7 +84,7 @@ class KillAtEpoch:
 def train(args):
     import tensorflow as tf
 
-    from sparselayers import multi_worker
+    from sparselayers.distribute import multi_worker
 
     strategy = (multi_worker.worker_strategy(connect_timeout=args.connect_timeout)
                 if os.environ.get("TF_CONFIG") else tf.distribute.get_strategy())
@@ -111,7 +111,7 @@ def impute(args):
     import tensorflow as tf
 
     import imputers
-    from sparselayers import multi_worker
+    from sparselayers.distribute import multi_worker
 
     keras.utils.set_random_seed(0)
     autoencoder = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
@@ -131,7 +131,7 @@ def impute(args):
 
 def output_path(template):
     """The output path, "{worker}" replaced by this worker's index (0 alone)."""
-    from sparselayers import multi_worker
+    from sparselayers.distribute import multi_worker
 
     return template.format(worker=multi_worker.cluster_from_tf_config()[1])
 

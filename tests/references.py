@@ -4,8 +4,8 @@ import itertools
 
 import numpy as np
 
-from sparselayers.masked_least_squares import ABSOLUTE_FLOOR
-from sparselayers.masked_least_squares import RELATIVE_FLOOR
+from sparselayers.layers.masked_least_squares import ABSOLUTE_FLOOR
+from sparselayers.layers.masked_least_squares import RELATIVE_FLOOR
 
 
 def broadcast_observed(image, mask):

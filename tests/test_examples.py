@@ -66,7 +66,7 @@ def test_help_shows_defaults_without_importing_tensorflow(script, tmp_path):
 def test_command_line_help_without_importing_tensorflow(tmp_path):
     probe = ("import sys\n"
              "sys.argv = ['sparselayers-impute-slices', '--help']\n"
-             "from sparselayers.slice_workflow import main\n"
+             "from sparselayers.mri.cli import main\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
              "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

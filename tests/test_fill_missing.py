@@ -120,3 +120,21 @@ def test_conv_interp_variants_interpolate_along_the_given_axis(rng):
         np.testing.assert_allclose(filled, want, rtol=1e-6, atol=1e-6)
         default = sl.build_variant(name, (8, 8, 1), 3, filters=4, levels=2)
         assert default.encoder.get_layer("fill").axis == -2  # rows, as before
+
+
+def test_appended_mask_values_are_the_mask_where_observed():
+    FillMissing = sl.FillMissing
+    rng = np.random.default_rng(7)
+    image = rng.normal(size=(2, 6, 5, 1)).astype(np.float32)
+    mask = rng.choice([0.0, 0.3, 0.6, 0.9, 1.0, np.nan], size=(2, 6, 5, 1)).astype(np.float32)
+    values = FillMissing("zero", append_mask=True, mask_channel="values")([image, mask])
+    binary = FillMissing("zero", append_mask=True)([image, mask])
+    observed = np.nan_to_num(mask, nan=0.0) > 0.5
+    np.testing.assert_array_equal(np.asarray(values)[..., 1:], np.where(observed, mask, 0.0))
+    np.testing.assert_array_equal(np.asarray(binary)[..., 1:], observed.astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(values)[..., :1], np.asarray(binary)[..., :1])
+    restored = FillMissing.from_config(
+        FillMissing("interp", append_mask=True, mask_channel="values").get_config())
+    assert restored.mask_channel == "values"
+    with pytest.raises(ValueError, match="mask_channel must be 'binary' or 'values'"):
+        FillMissing(mask_channel="soft")

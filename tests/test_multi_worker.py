@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from sparselayers import multi_worker
+from sparselayers.distribute import multi_worker
 
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "multi_worker_job.py")
 ROOT = os.path.dirname(os.path.dirname(JOB))

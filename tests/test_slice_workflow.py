@@ -9,7 +9,8 @@ import pytest
 
 nibabel = pytest.importorskip("nibabel")
 
-from sparselayers import slice_workflow, thick_slices, volume_io  # noqa: E402
+from sparselayers import mri  # noqa: E402
+from sparselayers.mri import volume_io  # noqa: E402
 
 
 def smooth_volume(shape, seed):
@@ -56,26 +57,26 @@ def test_find_acquisition_from_zero_slices_on_each_axis():
     volume = smooth_volume((20, 22, 24), 0)
     for axis in range(3):
         sparse, kept = sparse_copy(volume, axis, 3, offset=1)
-        acquisition = thick_slices.find_acquisition(sparse)
+        acquisition = mri.find_acquisition(sparse)
         assert acquisition.axis == axis and acquisition.every == 3
         np.testing.assert_array_equal(acquisition.acquired, kept)
-        assert thick_slices.find_acquisition(sparse, axis=axis, every=3).axis == axis
+        assert mri.find_acquisition(sparse, axis=axis, every=3).axis == axis
     with pytest.raises(ValueError, match="not every=4"):
-        thick_slices.find_acquisition(sparse, every=4)
+        mri.find_acquisition(sparse, every=4)
     with pytest.raises(ValueError, match="no missing slices found along axis 0"):
-        thick_slices.find_acquisition(sparse, axis=0)
+        mri.find_acquisition(sparse, axis=0)
     with pytest.raises(ValueError, match="no missing slices"):
-        thick_slices.find_acquisition(volume)
+        mri.find_acquisition(volume)
 
 
 def test_thick_slice_header_is_refined_in_place():
     thick = smooth_volume((12, 14, 6), 1)
-    acquisition = thick_slices.find_acquisition(thick, zooms=(1.0, 1.0, 3.0))
+    acquisition = mri.find_acquisition(thick, zooms=(1.0, 1.0, 3.0))
     assert (acquisition.axis, acquisition.every) == (2, 3) and acquisition.acquired.all()
     assert acquisition.thick
     affine = np.diag([1.0, 1.0, 3.0, 1.0])
     affine[:3, 3] = [4.0, 5.0, 6.0]
-    fine, fine_affine, fine_acquisition = thick_slices.refine_thick_slices(
+    fine, fine_affine, fine_acquisition = mri.refine_thick_slices(
         thick, affine, acquisition)
     assert fine.shape == (12, 14, 16)
     np.testing.assert_array_equal(fine[:, :, ::3], thick)
@@ -90,7 +91,7 @@ def test_sample_patches_hide_rows_every_nth():
     rng = np.random.default_rng(0)
     slices = [np.random.default_rng(i).random((30, 40)).astype(np.float32) + 0.5
               for i in range(3)]
-    image, mask, truth, weight = thick_slices.sample_patches(slices, 4, 16, 10, rng)
+    image, mask, truth, weight = mri.training.sample_patches(slices, 4, 16, 10, rng)
     assert image.shape == mask.shape == truth.shape == weight.shape == (10, 16, 16, 1)
     for index in range(10):
         rows = np.flatnonzero(mask[index, :, 0, 0])
@@ -118,11 +119,11 @@ def test_untrained_model_imputes_linear_interpolation():
     volume = smooth_volume((18, 20, 22), 2)
     for axis in range(3):
         sparse, kept = sparse_copy(volume, axis, 3, offset=2)
-        acquisition = thick_slices.find_acquisition(sparse)
+        acquisition = mri.find_acquisition(sparse)
         sparse_nan = np.where(acquisition.mask(sparse.shape), sparse, np.nan)
         model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=4,
                                            dilations=(1,))
-        filled = thick_slices.impute_volume(model, sparse_nan, acquisition, batch_size=5)
+        filled = mri.impute_volume(model, sparse_nan, acquisition, batch_size=5)
         np.testing.assert_allclose(filled, numpy_linear(volume, kept, axis), rtol=1e-5,
                                    atol=1e-3)
         assert np.all(filled[acquisition.mask(sparse.shape)]
@@ -136,9 +137,9 @@ def test_training_lowers_the_error_on_hidden_rows():
     import sparselayers
 
     keras.utils.set_random_seed(0)
-    stacks = [thick_slices.acquired_slices(*_scaled_sparse(seed)) for seed in range(2)]
-    dataset = thick_slices.training_dataset(stacks, 3, patch_size=16, batch_size=8,
-                                            patches_per_visit=16, seed=0)
+    stacks = [mri.training.acquired_slices(*_scaled_sparse(seed)) for seed in range(2)]
+    dataset = mri.training_dataset(stacks, 3, patch_size=16, batch_size=8,
+                                   patches_per_visit=16, seed=0)
     model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=8,
                                        dilations=(1, 2, 1))
     model.compile(keras.optimizers.Adam(3e-3), loss="mse")
@@ -152,8 +153,8 @@ def test_training_lowers_the_error_on_hidden_rows():
 def _scaled_sparse(seed):
     volume = smooth_volume((20, 24, 24), seed)
     sparse, _ = sparse_copy(volume, 2, 3, seed % 3)
-    acquisition = thick_slices.find_acquisition(sparse)
-    scaled, _ = thick_slices.normalize(sparse, acquisition)
+    acquisition = mri.find_acquisition(sparse)
+    scaled, _ = mri.normalize(sparse, acquisition)
     return scaled, acquisition
 
 
@@ -172,7 +173,7 @@ def two_volumes(tmp_path):
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "sparselayers.slice_workflow", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "sparselayers.mri.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
 
 
@@ -235,15 +236,15 @@ def test_resume_continues_from_the_backup(two_volumes, tmp_path):
     keras.Model.fit = stopping_fit
     try:
         with pytest.raises(KeyboardInterrupt):
-            slice_workflow.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
-                                         patch_size=16, filters=4, verbose=0)
+            mri.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
+                              patch_size=16, filters=4, verbose=0)
     finally:
         keras.Model.fit = original_fit
     assert (out / "training_backup").exists()
     assert not list(out.glob("*_imputed.nii.gz"))
     with pytest.raises(ValueError, match="--resume"):
-        slice_workflow.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
-                                     patch_size=16, filters=4, verbose=0)
+        mri.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
+                          patch_size=16, filters=4, verbose=0)
     epochs_run = []
 
     class Count(keras.callbacks.Callback):
@@ -255,8 +256,8 @@ def test_resume_continues_from_the_backup(two_volumes, tmp_path):
 
     keras.Model.fit = counting_fit
     try:
-        slice_workflow.impute_slices([inputs], out, steps=20, steps_per_epoch=10, resume=True,
-                                     patch_size=16, filters=4, verbose=0, montage=False)
+        mri.impute_slices([inputs], out, steps=20, steps_per_epoch=10, resume=True,
+                          patch_size=16, filters=4, verbose=0, montage=False)
     finally:
         keras.Model.fit = original_fit
     assert epochs_run == [1]  # epoch 0 came from the backup
@@ -264,14 +265,17 @@ def test_resume_continues_from_the_backup(two_volumes, tmp_path):
     assert not (out / "training_backup").exists()
 
 
-def test_thick_slice_file_is_written_on_the_refined_grid(tmp_path):
+def test_thick_slice_file_as_point_samples_is_written_on_the_refined_grid(tmp_path):
+    # With --slice-profile point, a thick-slice file keeps the n-fold refined
+    # grid ending at the first and last slice centres (box and Gaussian
+    # profiles: tests/test_slice_profile.py).
     volume = smooth_volume((16, 18, 19), 3)
     thick = volume[:, :, ::3]  # 7 thick slices, 6 mm
     path = tmp_path / "thick.nii"
     affine = write_nifti(path, thick, zooms=(2.0, 2.0, 6.0))
     out = tmp_path / "out"
-    slice_workflow.impute_slices([path], out, steps=10, steps_per_epoch=10, patch_size=12,
-                                 filters=4, verbose=0, montage=False)
+    mri.impute_slices([path], out, steps=10, steps_per_epoch=10, patch_size=12,
+                      filters=4, verbose=0, montage=False, slice_profile="point")
     written = nibabel.load(str(out / "thick_imputed.nii"))
     assert written.shape == (16, 18, 19)
     expected = affine.copy()
@@ -288,9 +292,9 @@ def test_numpy_inputs_and_npz_keys(tmp_path):
     with pytest.raises(ValueError, match=r"b.npz: .*2 arrays \(segmentation, t1\): name"):
         volume_io.read_volume(tmp_path / "b.npz")
     out = tmp_path / "out"
-    slice_workflow.impute_slices([tmp_path / "a.npy", tmp_path / "b.npz"], out, key="t1",
-                                 steps=10, steps_per_epoch=10, patch_size=12, filters=4,
-                                 verbose=0, montage=False)
+    mri.impute_slices([tmp_path / "a.npy", tmp_path / "b.npz"], out, key="t1",
+                      steps=10, steps_per_epoch=10, patch_size=12, filters=4,
+                      verbose=0, montage=False)
     np.testing.assert_array_equal(np.load(out / "a_imputed.npy")[:, kept], sparse[:, kept])
     with np.load(out / "b_imputed.npz") as archive:
         np.testing.assert_array_equal(archive["volume"][:, kept], sparse[:, kept])
@@ -310,8 +314,6 @@ def test_bad_inputs_fail_before_training_with_the_file_named(tmp_path):
     write_nifti(tmp_path / "nan.nii", with_nan)
     full = smooth_volume((16, 16, 18), 6)
     write_nifti(tmp_path / "full.nii", full)
-    other_spacing, _ = sparse_copy(smooth_volume((16, 16, 18), 7), 2, 4, 0)
-    write_nifti(tmp_path / "every4.nii", other_spacing)
     cases = {
         "text.nii.gz": "not a readable volume",
         "flat.nii": r"expected a 3-D volume; found shape \(4, 5\)",
@@ -325,19 +327,19 @@ def test_bad_inputs_fail_before_training_with_the_file_named(tmp_path):
     for name, message in cases.items():
         out = tmp_path / f"out_{name}"
         with pytest.raises(ValueError, match=message) as error:
-            slice_workflow.impute_slices([good, tmp_path / name], out, steps=5, verbose=0)
+            mri.impute_slices([good, tmp_path / name], out, steps=5, verbose=0)
         assert name in str(error.value)
         assert not (out / "model.keras").exists()  # nothing trained
-    with pytest.raises(ValueError, match="different spacings"):
-        slice_workflow.impute_slices([good, tmp_path / "every4.nii"], tmp_path / "o", verbose=0)
+    # Volumes acquired at different spacings are one collection now (one
+    # training, each degraded as acquired: tests/test_slice_profile.py).
     # An output may never overwrite an input.
     same = tmp_path / "same"
     same.mkdir()
     clash = same / "x_imputed.nii.gz"
     write_nifti(clash, sparse)
     with pytest.raises(ValueError, match="overwrite an input"):
-        slice_workflow.impute_slices([clash, same / "x_imputed_imputed.nii.gz"], same,
-                                     verbose=0)
+        mri.impute_slices([clash, same / "x_imputed_imputed.nii.gz"], same,
+                          verbose=0)
     like = volume_io.read_volume(good)
     with pytest.raises(ValueError, match="overwrite its input"):
         volume_io.write_volume(good, sparse, like)
@@ -354,22 +356,22 @@ def test_fixed_size_model_too_small_fails_before_training(tmp_path):
     np.save(tmp_path / "scan.npy", sparse)
     small = sparselayers.build_variant("conv-zero", (12, 12, 1), 3, filters=4, levels=2)
     with pytest.raises(ValueError, match=r"scan.npy: its cuts \(18 x 16 voxels"):
-        slice_workflow.impute_slices([tmp_path / "scan.npy"], tmp_path / "out", model=small,
-                                     steps=5, verbose=0)
+        mri.impute_slices([tmp_path / "scan.npy"], tmp_path / "out", model=small,
+                          steps=5, verbose=0)
     assert not (tmp_path / "out" / "model.keras").exists()
 
 
 def test_help_shows_defaults():
-    help_text = slice_workflow.build_parser().format_help()
+    help_text = mri.cli.build_parser().format_help()
     assert "--every" in help_text and "(default: 48)" in help_text
 
 
 def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path):
     inputs, truths = two_volumes
     out = tmp_path / "out"
-    slice_workflow.impute_slices([inputs], out, variant="conv-interp-residual-vae", samples=3,
-                                 steps=20, steps_per_epoch=10, patch_size=16, filters=4,
-                                 verbose=0, montage=False)
+    mri.impute_slices([inputs], out, variant="conv-interp-residual-vae", samples=3,
+                      steps=20, steps_per_epoch=10, patch_size=16, filters=4,
+                      verbose=0, montage=False)
     for path, (volume, kept) in truths.items():
         name = os.path.basename(path)[:-len(".nii.gz")]
         imputed = nibabel.load(str(out / f"{name}_imputed.nii.gz")).get_fdata(dtype=np.float32)
@@ -392,11 +394,11 @@ def test_sample_volume_matches_the_draws_of_each_cut(rng):
 
     volume = smooth_volume((10, 11, 12), 8) / 1000
     sparse, kept = sparse_copy(volume, 1, 3, 0)
-    acquisition = thick_slices.find_acquisition(sparse)
+    acquisition = mri.find_acquisition(sparse)
     model = sparselayers.build_variant("conv-interp-residual-vae", (None, None, 1), latent_dim=2,
                                        filters=4, dilations=(1,))
-    mean, spread = thick_slices.sample_volume(model, sparse, acquisition, num_samples=4,
-                                              batch_size=100, seed=3)
+    mean, spread = mri.sample_volume(model, sparse, acquisition, num_samples=4,
+                                     batch_size=100, seed=3)
     # Reference: the same draws, from the cuts taken by hand.
     seeds = np.random.default_rng(3)
     moved = np.moveaxis(sparse, 1, 0)  # (A, X, Z)
@@ -425,12 +427,12 @@ def test_impute_volume_memory_is_a_few_volumes():
     size = 64
     volume = smooth_volume((size, size, size), 9) / 1000
     sparse, _ = sparse_copy(volume, 0, 3, 0)
-    acquisition = thick_slices.find_acquisition(sparse)
+    acquisition = mri.find_acquisition(sparse)
     model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=4,
                                        dilations=(1,))
-    thick_slices.impute_volume(model, sparse[:, :8, :8], acquisition)  # trace first
+    mri.impute_volume(model, sparse[:, :8, :8], acquisition)  # trace first
     tracemalloc.start()
-    filled = thick_slices.impute_volume(model, sparse, acquisition, batch_size=4)
+    filled = mri.impute_volume(model, sparse, acquisition, batch_size=4)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     batch = 4 * size * size * 4 * 8  # a batch of cuts: a few float32 copies of 4 cuts
@@ -444,9 +446,9 @@ def test_fixed_size_models_get_padded_cuts(rng):
 
     volume = smooth_volume((18, 21, 22), 11) / 1000
     sparse, kept = sparse_copy(volume, 2, 3, 1)
-    acquisition = thick_slices.find_acquisition(sparse)
+    acquisition = mri.find_acquisition(sparse)
     model = sparselayers.build_variant("conv-zero", (24, 24, 1), 3, filters=4, levels=2)
-    filled = thick_slices.impute_volume(model, sparse, acquisition)
+    filled = mri.impute_volume(model, sparse, acquisition)
     assert filled.shape == volume.shape and np.all(np.isfinite(filled))
     np.testing.assert_array_equal(filled[:, :, kept], sparse[:, :, kept])
     # Reference: each cut zero-padded (mask 0) to 24 x 24 by hand, the
@@ -465,15 +467,15 @@ def test_fixed_size_models_get_padded_cuts(rng):
             where[cut_axis] = index
             total[tuple(where)] += output / 2
     want = np.moveaxis(np.where(kept[:, None, None], moved, total), 0, 2)
-    unmirrored = thick_slices.impute_volume(model, sparse, acquisition, mirror=False)
+    unmirrored = mri.impute_volume(model, sparse, acquisition, mirror=False)
     np.testing.assert_allclose(unmirrored, want, rtol=1e-4, atol=1e-5)
     small = sparselayers.build_variant("conv-zero", (16, 16, 1), 3, filters=4, levels=2)
     with pytest.raises(ValueError, match="do not fit the model's fixed input size 16 x 16"):
-        thick_slices.impute_volume(small, sparse, acquisition)
+        mri.impute_volume(small, sparse, acquisition)
     # The workflow says so before any training, naming the file.
     with pytest.raises(ValueError, match=r"big.npy: its cuts \(22 x 21 voxels"):
-        thick_slices.check_cuts_fit(small, sparse.shape, acquisition, name="big.npy")
-    thick_slices.check_cuts_fit(model, sparse.shape, acquisition)  # 24 x 24: fits
+        mri.imputation.check_cuts_fit(small, sparse.shape, acquisition, name="big.npy")
+    mri.imputation.check_cuts_fit(model, sparse.shape, acquisition)  # 24 x 24: fits
 
 
 def test_anatomical_axis_names_follow_each_affine(tmp_path):
@@ -485,16 +487,16 @@ def test_anatomical_axis_names_follow_each_affine(tmp_path):
     nibabel.save(nibabel.Nifti1Image(sparse, affine), str(path))
     assert nibabel.aff2axcodes(affine) == ("P", "S", "R")
     like = volume_io.read_volume(path)
-    assert slice_workflow._resolve_axis("axial", like) == 1
-    assert slice_workflow._resolve_axis("sagittal", like) == 2
-    assert slice_workflow._resolve_axis("coronal", like) == 0
+    assert mri.inputs.resolve_axis("axial", like) == 1
+    assert mri.inputs.resolve_axis("sagittal", like) == 2
+    assert mri.inputs.resolve_axis("coronal", like) == 0
     with pytest.raises(ValueError, match="--axis must be"):
-        slice_workflow._resolve_axis("oblique", like)
+        mri.inputs.resolve_axis("oblique", like)
     with pytest.raises(ValueError, match="no missing slices found along axis 2"):
-        slice_workflow.impute_slices([path], tmp_path / "o", axis="sagittal", verbose=0)
-    written = slice_workflow.impute_slices([path], tmp_path / "out", axis="axial", steps=10,
-                                           steps_per_epoch=10, patch_size=12, filters=4,
-                                           verbose=0, montage=False)
+        mri.impute_slices([path], tmp_path / "o", axis="sagittal", verbose=0)
+    written = mri.impute_slices([path], tmp_path / "out", axis="axial", steps=10,
+                                steps_per_epoch=10, patch_size=12, filters=4,
+                                verbose=0, montage=False)
     result = nibabel.load(written[str(path)])
     np.testing.assert_array_equal(result.affine, affine)
     np.testing.assert_array_equal(result.get_fdata(dtype=np.float32)[:, kept], sparse[:, kept])
@@ -503,26 +505,26 @@ def test_anatomical_axis_names_follow_each_affine(tmp_path):
 def test_default_batch_bounds_each_call(monkeypatch):
     """batch_size=None: cuts per call = the activation budget over the widest layer."""
     import sparselayers
-    from sparselayers import sparse_vae
+    from sparselayers.models import sparse_vae_imputation
 
     volume = smooth_volume((12, 14, 15), 13) / 1000
     sparse, _ = sparse_copy(volume, 2, 3, 0)
-    acquisition = thick_slices.find_acquisition(sparse)
+    acquisition = mri.find_acquisition(sparse)
     model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=6,
                                        dilations=(1, 2))
-    widest = sparse_vae.widest_activation(model, (15, 14, 1))
+    widest = sparse_vae_imputation.widest_activation(model, (15, 14, 1))
     assert widest == 15 * 14 * 6  # six channels at the largest cut's size
-    monkeypatch.setattr(thick_slices, "ACTIVATION_VALUES_PER_CALL", 5 * widest)
+    monkeypatch.setattr(mri.imputation, "ACTIVATION_VALUES_PER_CALL", 5 * widest)
     sizes = []
-    original = thick_slices._predictor
+    original = mri.imputation._predictor
 
     def counting_predictor(model):
         predict = original(model)
         return lambda image, mask: sizes.append(len(image)) or predict(image, mask)
 
-    monkeypatch.setattr(thick_slices, "_predictor", counting_predictor)
-    filled = thick_slices.impute_volume(model, sparse, acquisition, mirror=False)
+    monkeypatch.setattr(mri.imputation, "_predictor", counting_predictor)
+    filled = mri.impute_volume(model, sparse, acquisition, mirror=False)
     assert sizes == [5, 5, 2, 5, 5, 4]  # 12 cuts at fixed x, 14 at fixed y
-    reference = thick_slices.impute_volume(model, sparse, acquisition, batch_size=100,
-                                           mirror=False)
+    reference = mri.impute_volume(model, sparse, acquisition, batch_size=100,
+                                  mirror=False)
     np.testing.assert_allclose(filled, reference, rtol=1e-5, atol=1e-6)

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import sparselayers as sl
-from sparselayers import sparse_vae_loss
+from sparselayers.models import sparse_vae_loss
+from sparselayers.models import sparse_vae_imputation
 
 
 def _linear_decoder(latent_dim, dim, rng):
@@ -190,8 +191,8 @@ def test_export_imputer_for_serving(rng, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert sorted(served) == ["imputed", "latent_mean"]
-    imputed, latent = model._impute_batch(
-        tf.constant(image), tf.constant(mask), tf.constant(4), tf.constant([7, 0]), False)
+    imputed, latent = sparse_vae_imputation.impute_batch(
+        model, tf.constant(image), tf.constant(mask), tf.constant(4), tf.constant([7, 0]), False)
     np.testing.assert_allclose(served["imputed"], imputed.numpy().mean(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(served["latent_mean"], latent.numpy(), rtol=1e-5, atol=1e-6)
 
@@ -366,13 +367,14 @@ def test_fit_never_passes_nan_to_the_encoder(rng):
 
 def test_impute_bounds_memory_by_default(rng, monkeypatch):
     """The default batch keeps one call's decoder activations within the bound."""
-    from sparselayers import sparse_vae
+    from sparselayers.models import sparse_vae_imputation
 
     model = sl.build_variant("conv-zero", (16, 16, 1), 3, filters=8, levels=2)
     widest = 16 * 16 * 16  # the decoder upsamples 16 channels to 16 x 16
-    assert sparse_vae.widest_activation(model.decoder, (16, 16, 1)) == widest
-    monkeypatch.setattr(sparse_vae, "DECODED_VALUES_PER_CALL", 5 * widest * 10)
-    assert model._batch_size(None, 10) == 5 and model._batch_size(7, 10) == 7
+    assert sparse_vae_imputation.widest_activation(model.decoder, (16, 16, 1)) == widest
+    monkeypatch.setattr(sparse_vae_imputation, "DECODED_VALUES_PER_CALL", 5 * widest * 10)
+    assert (sparse_vae_imputation.images_per_call(model, None, 10) == 5
+            and sparse_vae_imputation.images_per_call(model, 7, 10) == 7)
     calls = []
     original = model._impute_function
     monkeypatch.setattr(model, "_impute_function",

@@ -1,0 +1,101 @@
+"""A picture per imputed volume, beside what a user would try first.
+
+`write_montage` draws the middle cut through the acquisition axis of a
+volume stored with missing slices: acquired / linear interpolation / imputed;
+`write_thick_montage` that of a thick-slice volume: the acquired slices as
+they are (thick) / cubic interpolation / restored. PNG, when matplotlib is
+installed.
+"""
+
+import os
+
+import numpy as np
+
+from sparselayers.layers.fill_missing import interpolate_along
+
+__all__ = ["write_montage", "write_thick_montage", "linear_interpolation", "cubic_interpolation"]
+
+
+def linear_interpolation(volume, acquired, axis):
+    """Linear interpolation along the acquisition axis (`interpolate_along`)."""
+    return interpolate_along(volume[None], acquired[None], axis=axis + 1).numpy()[0]
+
+
+def write_montage(path, data, acquired, result, acquisition):
+    """Middle cut through the acquisition axis: acquired / linear / imputed (point samples)."""
+    linear = linear_interpolation(data, acquired, acquisition.axis)
+    every = acquisition.every
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (11, 12, 13) else 0,
+                                            "th")
+    name = os.path.basename(path)[:-len("_montage.png")]
+    _save_panels(path, [np.where(acquired, data, 0), linear, result],
+                 ["acquired", "linear interpolation", "imputed"], acquisition.axis,
+                 np.percentile(data[acquired], 99.5),
+                 f"{name}: every {every}{suffix} slice along axis {acquisition.axis} acquired")
+
+
+def write_thick_montage(path, data, acquisition, grid, result):
+    """Middle cut through the acquisition axis: acquired (thick) / cubic / restored.
+
+    The acquired slices are shown as they are, each over its own rows of the
+    fine grid (the nearest slice centre), beside cubic interpolation through
+    the slice centres (`cubic_interpolation`) and the restored volume.
+    """
+    slices = np.compress(acquisition.acquired, np.asarray(data, np.float32), axis=acquisition.axis)
+    moved = np.moveaxis(slices, grid.axis, 0)
+    fine_rows = np.arange(grid.size)
+    nearest = np.abs(fine_rows[:, None] - grid.centres[None]).argmin(axis=1)
+    thick = np.moveaxis(moved[nearest], 0, grid.axis)
+    cubic = cubic_interpolation(slices, grid)
+    name = os.path.basename(path)[:-len("_montage.png")]
+    profile = grid.profile
+    _save_panels(path, [thick, cubic, result],
+                 ["acquired (thick)", "cubic interpolation", "restored"], grid.axis,
+                 np.percentile(slices, 99.5),
+                 f"{name}: {len(grid.centres)} {profile.kind} slices along axis {grid.axis}, "
+                 f"{profile.thickness / grid.spacing:.2g} spacings thick")
+
+
+def cubic_interpolation(slices, grid):
+    """Cubic spline (not-a-knot, scipy) through the slice centres onto the fine grid.
+
+    Constant beyond the first and last centres, as the model's input. What a
+    user would try first on a thick-slice scan; with fewer than 4 slices,
+    linear interpolation.
+    """
+    moved = np.moveaxis(np.asarray(slices, np.float64), grid.axis, 0)
+    rows = np.clip(np.arange(grid.size, dtype=np.float64), grid.centres[0], grid.centres[-1])
+    if len(grid.centres) < 4:
+        fine = np.tensordot(grid.interpolation_matrix(), moved, axes=1)
+    else:
+        from scipy.interpolate import CubicSpline
+
+        fine = CubicSpline(grid.centres, moved, axis=0)(rows)
+    return np.moveaxis(fine.astype(np.float32), 0, grid.axis)
+
+
+def _save_panels(path, volumes, titles, axis, high, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    other = [i for i in range(3) if i != axis][0]
+    figure, axes = plt.subplots(1, len(volumes), figsize=(3 * len(volumes), 3.4))
+    for ax, volume, panel_title in zip(axes, volumes, titles):
+        index = [slice(None)] * 3
+        index[other] = volume.shape[other] // 2
+        panel = volume[tuple(index)]
+        # The acquisition axis vertical.
+        shown = panel if axis < other else panel.T
+        ax.imshow(shown, cmap="gray", vmin=0, vmax=high, origin="lower", aspect="equal")
+        ax.set_title(panel_title)
+        ax.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
+    figure.savefig(temporary, format="png", dpi=80)
+    plt.close(figure)
+    os.replace(temporary, path)
