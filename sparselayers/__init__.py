@@ -11,9 +11,6 @@ observed and 0 where it is missing (bool, or float > 0.5), of the image's shape
 or with a single channel. Missing entries may hold anything, NaN included.
 """
 
-import os
-import sys
-
 from sparselayers import console
 
 # The distribution's version, shared by `imputers` (setup.cfg reads it here).
@@ -23,8 +20,7 @@ __version__ = "0.2.0"
 # one of them imports this package, it imports the submodules it needs itself,
 # after parsing its arguments. Any other import loads everything now, so that
 # the Keras classes are registered for `keras.models.load_model`.
-_COMMANDS = ("sparselayers-impute-slices",)
-_COMMAND_LINE = bool(sys.argv) and os.path.basename(sys.argv[0]) in _COMMANDS
+_COMMAND_LINE = console.running_a_command()
 
 if not _COMMAND_LINE:
     console.import_tensorflow_quietly()

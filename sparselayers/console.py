@@ -25,7 +25,17 @@ import contextlib
 import os
 import sys
 
-__all__ = ["quiet_command_line", "import_tensorflow_quietly", "progress_verbosity"]
+__all__ = ["quiet_command_line", "import_tensorflow_quietly", "progress_verbosity",
+           "COMMANDS", "running_a_command"]
+
+# The package's console scripts (setup.cfg's entry points).
+COMMANDS = ("sparselayers-impute-slices",)
+
+
+def running_a_command():
+    """True when this process is one of `COMMANDS`: the package's imports then
+    wait for the command to parse its arguments (``--help`` stays fast)."""
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) in COMMANDS
 
 
 def quiet_command_line():

@@ -364,6 +364,11 @@ def test_fixed_size_model_too_small_fails_before_training(tmp_path):
 def test_help_shows_defaults():
     help_text = mri.cli.build_parser().format_help()
     assert "--every" in help_text and "(default: 48)" in help_text
+    # Each default once and truly: no "(default: None)" beside a help text
+    # that says what None means, none for a required option.
+    flat = " ".join(help_text.split())
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+    assert "training steps (default 3000; 0 with --model) (default" not in flat
 
 
 def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path):

@@ -5,9 +5,13 @@ One concept a module, in the order of the workflow:
 * `volume_io`: reading and writing NIfTI / MGH / NumPy volumes.
 * `acquisition`: which slices were acquired, along which axis (`find_acquisition`).
 * `intensity`: robust scaling to about [0, 1] (`normalize`, `denormalize`).
-* `training`: self-supervised training patches from the acquired slices.
+* `slice_profile`: how a slice averages the tissue across its thickness
+  (point, box, Gaussian), the forward model and the data-consistency projection.
+* `slice_grid`: the fine grid a thick-slice file is restored on.
+* `training`: self-supervised training patches from the acquired slices,
+  degraded as each scan was acquired.
 * `imputation`: filling a volume with a trained model (`impute_volume`,
-  `sample_volume`).
+  `sample_volume`), restoring a thick-slice volume (`restore_volume`).
 * `inputs`, `montage`, `workflow`: the workflow on files (`impute_slices`).
 * `cli`: the ``sparselayers-impute-slices`` command.
 
@@ -17,19 +21,23 @@ Example:
 >>> outputs = mri.impute_slices(["scans/"], "imputed/")
 """
 
-from sparselayers import _COMMAND_LINE
+from sparselayers import console
 
 # The command line imports what it needs after parsing its arguments, so
 # that --help does not wait for TensorFlow (see `sparselayers.console`).
-if not _COMMAND_LINE:
+if not console.running_a_command():
     from sparselayers.mri import cli
     from sparselayers.mri.acquisition import Acquisition
     from sparselayers.mri.acquisition import find_acquisition
     from sparselayers.mri.acquisition import refine_thick_slices
     from sparselayers.mri.imputation import impute_volume
+    from sparselayers.mri.imputation import restore_volume
     from sparselayers.mri.imputation import sample_volume
     from sparselayers.mri.intensity import denormalize
     from sparselayers.mri.intensity import normalize
+    from sparselayers.mri.slice_grid import SliceGrid
+    from sparselayers.mri.slice_grid import thick_slice_grid
+    from sparselayers.mri.slice_profile import SliceProfile
     from sparselayers.mri.training import training_dataset
     from sparselayers.mri.volume_io import read_volume
     from sparselayers.mri.volume_io import write_volume
@@ -40,7 +48,11 @@ __all__ = [
     "find_acquisition",
     "refine_thick_slices",
     "impute_volume",
+    "restore_volume",
     "sample_volume",
+    "SliceGrid",
+    "SliceProfile",
+    "thick_slice_grid",
     "normalize",
     "denormalize",
     "training_dataset",
@@ -53,6 +65,8 @@ __all__ = [
     "inputs",
     "intensity",
     "montage",
+    "slice_grid",
+    "slice_profile",
     "training",
     "volume_io",
     "workflow",

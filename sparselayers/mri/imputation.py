@@ -3,7 +3,9 @@
 `impute_volume` fills a volume from its cuts through the acquisition axis,
 both orientations of them, each cut also mirrored: the mean of the four
 predictions. `sample_volume` draws a `SparseVAE`'s posterior imputations of
-the same cuts (mean and per-voxel spread). Memory: the volume, one or two
+the same cuts (mean and per-voxel spread). `restore_volume` restores a
+thick-slice volume on its fine grid (box or Gaussian slice profile): between
+and across its slices, consistent with them. Memory: the volume, one or two
 accumulators, and one batch of cuts.
 
 The model is any Keras model mapping ``[image, mask]`` (batch, H, W, 1) to
@@ -164,8 +166,10 @@ def _fixed_input_size(model):
 
 
 def _predictor(model):
+    # No AutoGraph: the model call has no Python control flow to convert, and
+    # AutoGraph cannot read a lambda's source when it is defined in a loop.
     function = tf.function(lambda image, mask: model([image, mask], training=False),
-                           reduce_retracing=True)
+                           reduce_retracing=True, autograph=False)
     return lambda image, mask: np.asarray(function(tf.constant(image), tf.constant(mask)),
                                           np.float32)
 
