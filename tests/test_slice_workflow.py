@@ -533,3 +533,92 @@ def test_default_batch_bounds_each_call(monkeypatch):
     reference = mri.impute_volume(model, sparse, acquisition, batch_size=100,
                                   mirror=False)
     np.testing.assert_allclose(filled, reference, rtol=1e-5, atol=1e-6)
+
+
+# -- Issue 21, the items resolved so far --------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    (dict(learning_rate=float("nan")), "--learning-rate must be a finite number > 0"),
+    (dict(learning_rate=-1.0), "--learning-rate must be a finite number > 0"),
+    (dict(learning_rate=0.0), "--learning-rate must be a finite number > 0"),
+    (dict(patch_size=0), "--patch-size must be a positive int"),
+    (dict(patch_size=-4), "--patch-size must be a positive int"),
+    (dict(batch_size=0), "--batch-size must be a positive int"),
+    (dict(steps_per_epoch=0), "--steps-per-epoch must be a positive int"),
+    (dict(steps_per_epoch=-5), "--steps-per-epoch must be a positive int"),
+    (dict(seed=-1), "--seed must be an int >= 0"),
+    (dict(steps=2.5), "--steps must be an int >= 0"),
+    (dict(samples=0), "--samples must be a positive int"),
+])
+def test_bad_options_are_refused_before_any_work(two_volumes, tmp_path, options, message):
+    inputs, _ = two_volumes
+    with pytest.raises(ValueError, match=message):
+        mri.impute_slices([inputs], tmp_path / "out", verbose=0, **options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_naming_a_file_is_refused(two_volumes, tmp_path):
+    inputs, _ = two_volumes
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(ValueError, match="--out names a file"):
+            mri.impute_slices([inputs], out, steps=1, verbose=0)
+
+
+def test_steps_trains_exactly_that_many_steps(two_volumes, tmp_path):
+    import keras
+
+    inputs, _ = two_volumes
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    original_fit = keras.Model.fit
+
+    def counting_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=list(callbacks) + [Count()], **kwargs)
+
+    keras.Model.fit = counting_fit
+    try:
+        mri.impute_slices([inputs], tmp_path / "out", steps=7, steps_per_epoch=5,
+                          patch_size=12, filters=2, verbose=0, montage=False)
+    finally:
+        keras.Model.fit = original_fit
+    assert seen == [0, 1, 2, 3, 4, 0, 1]  # 5 + 2, not 10
+
+
+def test_diverged_training_writes_nothing(tmp_path):
+    # The issue's case: --learning-rate 1e4 wrote every missing voxel as NaN.
+    # Whether a given rate overflows depends on the initial weights, so the
+    # divergence is made certain: a model whose correction is NaN from step 1.
+    sparse, _ = sparse_copy(smooth_volume((20, 24, 27), 10), 2, 3, 0)
+    write_nifti(tmp_path / "a.nii.gz", sparse)
+    import sparselayers
+
+    model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=2)
+    bias = model.get_layer("correction").bias
+    bias.assign(np.full(bias.shape, np.nan, np.float32))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"training diverged at step 1 .*lower --learning-rate"):
+        mri.impute_slices([tmp_path / "a.nii.gz"], out, model=model, steps=30,
+                          steps_per_epoch=10, patch_size=12, verbose=0)
+    assert not list(out.glob("*_imputed*")) and not (out / "model.keras").exists()
+
+
+def test_header_codes_are_kept_on_a_refined_grid(tmp_path):
+    volume = smooth_volume((12, 14, 18), 8)
+    thick = volume[:, :, ::3]
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])
+    image = nibabel.Nifti1Image(thick.astype(np.float32), affine)
+    image.set_qform(affine, 1)
+    image.set_sform(affine, 1)
+    nibabel.save(image, str(tmp_path / "thick.nii.gz"))
+    for profile in ("point", "box"):
+        out = tmp_path / f"out_{profile}"
+        written = mri.impute_slices([tmp_path / "thick.nii.gz"], out, steps=2,
+                                    steps_per_epoch=2, patch_size=8, filters=2, verbose=0,
+                                    montage=False, slice_profile=profile)
+        header = nibabel.load(written[str(tmp_path / "thick.nii.gz")]).header
+        assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1), profile

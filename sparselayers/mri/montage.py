@@ -52,8 +52,8 @@ def write_thick_montage(path, data, acquisition, grid, result):
     _save_panels(path, [thick, cubic, result],
                  ["acquired (thick)", "cubic interpolation", "restored"], grid.axis,
                  np.percentile(slices, 99.5),
-                 f"{name}: {len(grid.centres)} {profile.kind} slices along axis {grid.axis}, "
-                 f"{profile.thickness / grid.spacing:.2g} spacings thick")
+                 f"{name}: {len(grid.centres)} {profile.kind} slices along axis {grid.axis} "
+                 f"(thickness {profile.thickness / grid.spacing:.2g} x spacing)")
 
 
 def cubic_interpolation(slices, grid):

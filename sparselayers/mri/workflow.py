@@ -68,8 +68,12 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     Returns:
         dict: input path -> imputed volume path.
     """
+    check_options(steps=steps, steps_per_epoch=steps_per_epoch, samples=samples,
+                  filters=filters, patch_size=patch_size, batch_size=batch_size,
+                  learning_rate=learning_rate, seed=seed)
     files = list_inputs(inputs)
     out = str(out)
+    _check_out_folder(out)
     outputs = {}
     for path in files:
         imputed_path, montage_path = output_paths(path, out)
@@ -80,8 +84,6 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         if imputed_path in outputs.values():
             raise ValueError(f"{path}: two inputs would write {imputed_path}.")
         outputs[path] = imputed_path
-    if steps is not None and steps < 0:
-        raise ValueError(f"steps must be >= 0; received {steps}.")
     # Read and check everything before any training.
     prepared = [PreparedVolume(path, axis, every, key, slice_profile, slice_thickness,
                                resolution) for path in files]
@@ -89,8 +91,6 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         for p in prepared:
             print(f"{p.path}: {p.shape}, axis {p.axis}, {describe(p)}")
 
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1; received {samples}.")
     os.makedirs(out, exist_ok=True)
     if model is None:
         if variant not in ("conv-interp-residual", "conv-interp-residual-vae"):
@@ -123,6 +123,7 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                 model, np.compress(p.acquisition.acquired, scaled, axis=p.axis), p.slice_grid,
                 verbose=console.progress_verbosity(not verbose))
             result = intensity.denormalize(result, scale)
+            _check_finite(result, outputs[p.path])
             volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
             if montage:
                 montage_module.write_thick_montage(output_paths(p.path, out)[1], data,
@@ -146,6 +147,7 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         result *= np.float32(scale[1] - scale[0])
         result += np.float32(scale[0])
         np.copyto(result, data, where=acquired)
+        _check_finite(result, outputs[p.path])
         volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
         if montage:
             montage_module.write_montage(output_paths(p.path, out)[1], data, acquired, result,
@@ -153,6 +155,24 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         if verbose:
             print(f"wrote {outputs[p.path]}")
     return outputs
+
+
+def _check_out_folder(out):
+    """ValueError unless `out` is, or can be made, a writable folder."""
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{out}: --out names a file ({existing}), not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{out}: --out cannot be written (no permission on {existing}).")
+
+
+def _check_finite(result, path):
+    bad = np.count_nonzero(~np.isfinite(result))
+    if bad:
+        raise ValueError(f"{path}: not written, {bad} voxels would be NaN or Inf (a model that "
+                         "diverged or does not map [image, mask] to an image).")
 
 
 def describe(prepared):
@@ -180,18 +200,70 @@ def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batc
     # Each volume's patches are degraded as its own slices were acquired.
     dataset = training.training_dataset(SliceStacks(prepared), [p.sampling for p in prepared],
                                         patch_size, batch_size, seed=seed)
+    # Exactly `steps` steps: the last epoch stops early (`_StopAfterSteps`).
     epochs = max(1, -(-steps // steps_per_epoch))
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps_per_epoch,
-                                                      alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
     if isinstance(model, SparseVAE):  # its own loss, eq. 9, on triples
         dataset = training.as_sparse_vae_triples(dataset)
         model.compile(keras.optimizers.Adam(schedule))
     else:
         model.compile(keras.optimizers.Adam(schedule), loss="mse")
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-              callbacks=[keras.callbacks.BackupAndRestore(backup)],
+              callbacks=[_StopAfterSteps(steps, steps_per_epoch, learning_rate),
+                         keras.callbacks.BackupAndRestore(backup)],
               verbose=console.progress_verbosity(not verbose))
     shutil.rmtree(backup, ignore_errors=True)
+
+
+class _StopAfterSteps(keras.callbacks.Callback):
+    """Stops training after exactly `steps` steps, and at once on a non-finite loss.
+
+    A diverged step raises a ValueError (naming the learning rate, the likely
+    cause) before the epoch's backup is written, so the last backup is the
+    last good one, and nothing is imputed or written.
+    """
+
+    def __init__(self, steps, steps_per_epoch, learning_rate):
+        super().__init__()
+        self.steps, self.steps_per_epoch, self.learning_rate = steps, steps_per_epoch, learning_rate
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.epoch * self.steps_per_epoch + batch + 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise ValueError(f"training diverged at step {step} (loss {float(loss)}); nothing "
+                             f"was written: lower --learning-rate (now {self.learning_rate:g}).")
+        if step >= self.steps:
+            self.model.stop_training = True
+
+
+def check_options(**options):
+    """ValueError naming the option (as the command line spells it) at fault.
+
+    Counts (`steps_per_epoch`, `samples`, `filters`, `patch_size`,
+    `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` an
+    int >= 0, `learning_rate` a finite number > 0.
+    """
+    def flag(name):
+        return "--" + name.replace("_", "-")
+
+    for name, value in options.items():
+        if name in ("steps", "seed"):
+            if value is None and name == "steps":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{flag(name)} must be an int >= 0; received {value!r}.")
+        elif name == "learning_rate":
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                    or not np.isfinite(value) or value <= 0):
+                raise ValueError(f"{flag(name)} must be a finite number > 0; received "
+                                 f"{value!r}.")
+        elif isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{flag(name)} must be a positive int; received {value!r}.")
 
 
 def save_model(model, path):
