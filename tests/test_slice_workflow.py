@@ -622,3 +622,25 @@ def test_header_codes_are_kept_on_a_refined_grid(tmp_path):
                                     montage=False, slice_profile=profile)
         header = nibabel.load(written[str(tmp_path / "thick.nii.gz")]).header
         assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1), profile
+
+
+def test_module_functions_refuse_bad_counts():
+    # Issue 21, item 8: these returned zeros, trained on nothing or divided by 0.
+    import sparselayers
+
+    scaled, acquisition = _scaled_sparse(0)
+    model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=2)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        mri.impute_volume(model, scaled, acquisition, batch_size=-1)
+    with pytest.raises(ValueError, match="sample_volume needs a SparseVAE"):
+        mri.sample_volume(model, scaled, acquisition)
+    vae = sparselayers.build_variant("conv-interp-residual-vae", (None, None, 1), filters=2)
+    with pytest.raises(ValueError, match="num_samples must be a positive int"):
+        mri.sample_volume(vae, scaled, acquisition, num_samples=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        mri.sample_volume(vae, scaled, acquisition, batch_size=-1)
+    stacks = [mri.training.acquired_slices(scaled, acquisition)]
+    with pytest.raises(ValueError, match="every must be an int >= 2"):
+        mri.training_dataset(stacks, 1)
+    with pytest.raises(ValueError, match="patch_size must be a positive int"):
+        mri.training_dataset(stacks, 3, patch_size=0)

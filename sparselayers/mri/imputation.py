@@ -205,6 +205,12 @@ def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, s
         (mean, std), float32 (X, Y, Z) each; acquired voxels are exact in
         `mean` and 0 in `std`.
     """
+    if not hasattr(model, "sample_imputations"):
+        raise ValueError(f"sample_volume needs a SparseVAE (posterior draws); received "
+                         f"{type(model).__name__}: use impute_volume.")
+    num_samples = check_positive_int(num_samples, "num_samples")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
     scaled = np.asarray(scaled, np.float32)
     acquired = acquisition.acquired
     moved = np.moveaxis(scaled, acquisition.axis, 0)
