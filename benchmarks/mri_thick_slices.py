@@ -202,11 +202,13 @@ def main(argv=None):
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated, of: "
                         + ", ".join(CASES))
     parser.add_argument("--axes", type=int, nargs="+", default=[0, 1, 2], help="acquisition axes")
-    parser.add_argument("--test-subjects", type=int, default=6, help="held-out cohort subjects")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps per run")
-    parser.add_argument("--filters", type=int, default=32, help="model channels")
-    parser.add_argument("--patch-size", type=int, default=48, help="training patch side")
-    parser.add_argument("--seed", type=int, default=0, help="split, offsets and training")
+    # The integer settings, as the workflow's (`impute_slices`) defaults.
+    for flag, default, text in (("--test-subjects", 6, "held-out cohort subjects"),
+                                ("--steps", 3000, "training steps per run"),
+                                ("--filters", 32, "model channels"),
+                                ("--patch-size", 48, "training patch side"),
+                                ("--seed", 0, "split, offsets and training")):
+        parser.add_argument(flag, type=int, default=default, help=text)
     args = parser.parse_args(argv)
 
     from sparselayers import console
