@@ -14,10 +14,28 @@ VARIANT_NAMES = ("linear", "conv-zero", "conv-mean", "conv-interp", "conv-interp
                  "conv-sparse", "conv-FC-sparse")
 
 
+class DefaultsOnceFormatter(argparse.HelpFormatter):
+    """Shows an option's default once: not where its help already says it, nor for
+    flags, nor for options whose absence means "not given" (None).
+
+    The rule of ``sparselayers-impute-slices --help`` (`sparselayers.mri.cli`);
+    repeated here because importing the package would load TensorFlow
+    before ``--help`` is answered.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def argument_parser(doc):
-    """An argparse parser showing defaults, described by the module docstring's first paragraph."""
+    """An argparse parser showing each default once, described by the module
+    docstring's first paragraph."""
     return argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=DefaultsOnceFormatter)
 
 
 def import_tensorflow():

@@ -71,7 +71,9 @@ def _check_reference(reference, caller):
 def pixel_mean(reference):
     """Per-entry mean of complete reference images, (1, *shape)."""
     reference = _check_reference(reference, "pixel_mean")
-    return tf.reduce_mean(reference, axis=0, keepdims=True)
+    # In float64: a float32 sum of values near 3e38 overflows, their mean does not.
+    return tf.cast(tf.reduce_mean(tf.cast(reference, tf.float64), axis=0, keepdims=True),
+                   tf.float32)
 
 
 def mean_fill(x, mask, reference=None):
@@ -91,15 +93,18 @@ def mean_fill(x, mask, reference=None):
     if reference is not None:
         mean = pixel_mean(reference)
     else:
+        # Sums in float64: float32 values near 3e38 overflow a float32 sum,
+        # while their mean is a float32 value.
         usable = tf.logical_and(observed, tf.math.is_finite(x))
-        values = tf.where(usable, x, 0.0)
-        weights = tf.cast(usable, tf.float32)
+        values = tf.where(usable, tf.cast(x, tf.float64), 0.0)
+        weights = tf.cast(usable, tf.float64)
         counts = tf.reduce_sum(weights, axis=0, keepdims=True)
         overall = tf.math.divide_no_nan(tf.reduce_sum(values), tf.reduce_sum(weights))
         mean = tf.where(
             counts > 0, tf.math.divide_no_nan(tf.reduce_sum(values, axis=0, keepdims=True), counts),
             overall,
         )
+        mean = tf.cast(mean, tf.float32)
     return tf.where(observed, x, mean)
 
 
@@ -235,4 +240,13 @@ def initial_fill(init, x, mask, reference=None, k=5, seed=None):
             f"An init array must have the images' shape {tuple(x.shape)}; received "
             f"{tuple(init.shape)}."
         )
+    bad = tf.reduce_any(tf.reshape(tf.logical_and(tf.logical_not(observed),
+                                                  tf.logical_not(tf.math.is_finite(init))),
+                                   [tf.shape(x)[0], -1]), axis=1).numpy()
+    if bad.any():
+        samples = np.flatnonzero(bad)
+        raise ValueError(
+            f"An init array must be finite at the missing entries it fills; sample "
+            f"{int(samples[0])} holds NaN or Inf there ({len(samples)} sample(s) do: "
+            f"{samples[:10].tolist()}).")
     return tf.where(observed, x, init)

@@ -367,7 +367,7 @@ def vector_field_ascent(autoencoder, x, mask, *, step_size=0.1, max_steps=100, t
     ...                               init="knn", reference=x_train)
     """
     check_ascent_arguments(step_size, max_steps, tol, k, batch_size)
-    if streaming.is_stream(x):
+    if streaming.is_stream(x, "vector_field_ascent"):
         settings = dict(step_size=step_size, max_steps=max_steps, tol=tol, init=init,
                         reference=reference, k=k, num_imputations=num_imputations,
                         return_trajectory=return_trajectory, return_steps=return_steps,

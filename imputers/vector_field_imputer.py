@@ -60,7 +60,7 @@ class VectorFieldImputer:
         batches (with ``mask=None``): the result is then a generator of
         per-batch results.
         """
-        if streaming.is_stream(x):
+        if streaming.is_stream(x, "VectorFieldImputer.impute"):
             return streaming.map_batches(
                 lambda images, masks, batch_seed: self.impute(
                     images, masks, seed=batch_seed, num_imputations=num_imputations,

@@ -69,9 +69,12 @@ def missing_patch(shape, patch_size, seed=None):
     """
     shape = _check_shape(shape, "missing_patch")
     spatial = shape[1:]
-    if np.isscalar(patch_size):
-        patch_size = (int(patch_size),) * len(spatial)
-    patch_size = tuple(int(size) for size in patch_size)
+    sizes = (patch_size,) * len(spatial) if np.isscalar(patch_size) else tuple(patch_size)
+    if any(isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer))
+           for size in sizes):
+        raise ValueError(f"missing_patch: patch_size must be an int or one int per spatial "
+                         f"axis; received {patch_size!r}.")
+    patch_size = tuple(int(size) for size in sizes)
     if len(patch_size) != len(spatial) or any(
         not 0 < size <= limit for size, limit in zip(patch_size, spatial)
     ):

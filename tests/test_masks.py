@@ -52,6 +52,9 @@ def test_every_nth_slice():
         (lambda: masks.random_missing((4,), 0.5), "shape"),
         (lambda: masks.missing_patch((2, 8, 8), 9), "patch_size"),
         (lambda: masks.missing_patch((2, 8, 8), (2, 2, 2)), "patch_size"),
+        # Issue 21: 2.7 was silently used as 2.
+        (lambda: masks.missing_patch((2, 8, 8), 2.7), r"patch_size must be an int .*2\.7"),
+        (lambda: masks.missing_patch((2, 8, 8), (2, 3.5)), r"received \(2, 3\.5\)"),
         (lambda: masks.every_nth_slice((2, 8, 8), n=0), "n must"),
         (lambda: masks.every_nth_slice((2, 8, 8), axis=0), "axis"),
         (lambda: masks.every_nth_slice((2, 8, 8), n=3, offset=3), "offset"),

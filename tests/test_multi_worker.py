@@ -171,6 +171,16 @@ def test_distributed_imputation_equals_one_process(tmp_path):
      "'a' is not 'host:port'"),
     ('{"cluster": {"chief": ["a:1"], "worker": ["b:2"]}, "task": {"type": "chief", "index": 0}}',
      "only 'worker' tasks"),
+    # Issue 21: these were accepted (1.5 and true as indices 1, an impossible
+    # port, one address twice).
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1.5}}',
+     r"task index must be an int; received 1\.5"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": true}}',
+     "task index must be an int; received True"),
+    ('{"cluster": {"worker": ["a:99999"]}, "task": {"type": "worker", "index": 0}}',
+     r"port 99999 is not in 1\.\.65535"),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+     r"\['a:1'\] appear more than once"),
 ])
 def test_bad_tf_config_is_named(text, message):
     with pytest.raises(ValueError, match=message):
@@ -190,3 +200,17 @@ def test_cluster_and_shards_from_tf_config(monkeypatch):
     assert list(multi_worker.shard_for_worker(dataset).as_numpy_iterator()) == [1, 3]
     callback = multi_worker.backup_and_restore("/tmp/backups")
     assert callback.backup_dir == os.path.join("/tmp/backups", "worker-1")
+
+
+def test_worker_arguments_are_checked(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for timeout in ("10", float("nan"), 0, -1, True):
+        with pytest.raises(ValueError, match="connect_timeout must be a finite number"):
+            multi_worker.worker_strategy(connect_timeout=timeout)
+    with pytest.raises(ValueError, match="shard_for_worker takes a tf.data.Dataset; received "
+                                         "ndarray"):
+        multi_worker.shard_for_worker(np.zeros(4))
+    # Keras writes its backup in place: two copies, unless asked otherwise.
+    assert multi_worker.backup_and_restore("/tmp/backups").double_checkpoint is True
+    assert multi_worker.backup_and_restore("/tmp/b", double_checkpoint=False) \
+        .double_checkpoint is False

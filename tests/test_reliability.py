@@ -405,3 +405,30 @@ def test_served_sparse_dense_model_on_an_empty_batch(tmp_path):
     layer = sl.SparseDense(3)
     solve = tf.function(lambda image, mask: layer([image, mask]))
     assert solve(tf.ones((1, 6)), tf.ones((1, 6))).shape == (1, 3)
+
+
+# -- Issue 21: initial fillings stay finite ----------------------------------
+
+def test_mean_fill_of_huge_finite_values_is_finite():
+    # float32 sums of values near 3e38 overflow; the means do not.
+    x = np.full((4, 3), 3e38, np.float32)
+    x[:, 2] = np.float32(-3e38)
+    observed = np.ones_like(x, bool)
+    observed[0] = False
+    filled = imputers.mean_fill(x, observed).numpy()
+    np.testing.assert_array_equal(filled[0], x[1])   # the mean of equal values is the value
+    assert np.all(np.isfinite(filled))
+    mean = imputers.initialization.pixel_mean(x[1:]).numpy()
+    np.testing.assert_allclose(mean[0], x[1:].astype(np.float64).mean(axis=0), rtol=1e-6)
+
+
+def test_a_non_finite_init_array_is_refused_naming_the_sample(rng):
+    x, observed = _problem(rng)
+    init = np.zeros_like(x)
+    init[2] = np.nan
+    with pytest.raises(ValueError, match=r"init array must be finite .*sample 2 "):
+        imputers.vector_field_ascent(_shrinking_autoencoder(), x, observed, init=init)
+    # NaN only where entries are observed is no fault: those are replaced.
+    init = np.where(observed, np.nan, 0.0).astype(np.float32)
+    imputed = imputers.vector_field_ascent(_shrinking_autoencoder(), x, observed, init=init)
+    assert np.all(np.isfinite(imputed))

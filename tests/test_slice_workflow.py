@@ -592,18 +592,35 @@ def test_steps_trains_exactly_that_many_steps(two_volumes, tmp_path):
 def test_diverged_training_writes_nothing(tmp_path):
     # The case: --learning-rate 1e4 wrote every missing voxel as NaN.
     # Whether a given rate overflows depends on the initial weights, so the
-    # divergence is made certain: a model whose correction is NaN from step 1.
-    sparse, _ = sparse_copy(smooth_volume((20, 24, 27), 10), 2, 3, 0)
-    write_nifti(tmp_path / "a.nii.gz", sparse)
+    # divergence is made certain: the model's correction turns NaN as training
+    # starts (after the --model check, which would refuse a NaN model).
+    import keras
+
     import sparselayers
 
+    sparse, _ = sparse_copy(smooth_volume((20, 24, 27), 10), 2, 3, 0)
+    write_nifti(tmp_path / "a.nii.gz", sparse)
     model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=2)
-    bias = model.get_layer("correction").bias
-    bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+    class Poison(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            bias = self.model.get_layer("correction").bias
+            bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+    original_fit = keras.Model.fit
+
+    def poisoned_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[Poison()] + list(callbacks), **kwargs)
+
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match=r"training diverged at step 1 .*lower --learning-rate"):
-        mri.impute_slices([tmp_path / "a.nii.gz"], out, model=model, steps=30,
-                          steps_per_epoch=10, patch_size=12, verbose=0)
+    keras.Model.fit = poisoned_fit
+    try:
+        with pytest.raises(ValueError,
+                           match=r"training diverged at step 1 .*lower --learning-rate"):
+            mri.impute_slices([tmp_path / "a.nii.gz"], out, model=model, steps=30,
+                              steps_per_epoch=10, patch_size=12, verbose=0)
+    finally:
+        keras.Model.fit = original_fit
     assert not list(out.glob("*_imputed*")) and not (out / "model.keras").exists()
 
 

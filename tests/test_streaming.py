@@ -24,6 +24,11 @@ def _counting_batches(images, masks, size, pulled):
         yield images[start:start + size], masks[start:start + size]
 
 
+def _autoencoder():
+    image = keras.Input(SHAPE)
+    return keras.Model(image, keras.layers.Dense(1)(image))
+
+
 def test_sparse_vae_streams_batch_by_batch(rng):
     model = sl.build_variant("conv-zero", SHAPE, 3, filters=4, levels=1)
     sparse, masks, images = _data(rng)
@@ -86,3 +91,19 @@ def test_stream_errors_are_clear(rng):
     images_only = tf.data.Dataset.from_tensor_slices(sparse).batch(8)
     with pytest.raises(ValueError, match=r"batch 0 .* not an \(image, mask\) pair"):
         next(model.impute(images_only, None))
+    # Issue 21: a NaN at an observed entry of the second batch was "sample 1"
+    # (its index in the batch); it is sample 9 of the stream, in batch 1.
+    bad = sparse.copy()
+    bad[9][masks[9] > 0.5] = np.nan
+    stream = tf.data.Dataset.from_tensor_slices((bad, masks)).batch(8)
+    for results in (model.impute(stream, None), imputers.vector_field_ascent(
+            _autoencoder(), iter([(bad[:8], masks[:8]), (bad[8:16], masks[8:16])]), None)):
+        with pytest.raises(ValueError, match=r"batch 1 of the stream: sample 9 of the stream "
+                                             r"holds NaN"):
+            list(results)
+    # A list of (image, mask) pairs is not one array of images.
+    pairs = [(sparse[i:i + 4], masks[i:i + 4]) for i in range(0, 12, 4)]
+    with pytest.raises(ValueError, match=r"list of 3 \(image, mask\) pairs; pass iter\(pairs\)"):
+        model.impute(pairs, None)
+    with pytest.raises(ValueError, match=r"vector_field_ascent: received a list of 3"):
+        imputers.vector_field_ascent(_autoencoder(), pairs, None)

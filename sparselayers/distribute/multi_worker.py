@@ -30,6 +30,7 @@ Example, run by every worker with its own TF_CONFIG::
 """
 
 import json
+import math
 import os
 import socket
 import threading
@@ -72,7 +73,7 @@ def cluster_from_tf_config(tf_config=None):
         config = json.loads(text)
         workers = list(config["cluster"]["worker"])
         task = config["task"]
-        index = int(task["index"])
+        index = task["index"]
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(
             f"TF_CONFIG must be JSON like {{\"cluster\": {{\"worker\": [\"host:port\", ...]}}, "
@@ -80,13 +81,22 @@ def cluster_from_tf_config(tf_config=None):
             f"({type(error).__name__}: {error}).") from None
     if task.get("type", "worker") != "worker" or set(config["cluster"]) - {"worker"}:
         raise ValueError(f"TF_CONFIG: only 'worker' tasks are supported; got {text!r}.")
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise ValueError(f"TF_CONFIG: task index must be an int; received {index!r}.")
     if not 0 <= index < len(workers):
         raise ValueError(f"TF_CONFIG: task index {index} is not in 0..{len(workers) - 1} "
                          f"for the {len(workers)} workers {workers}.")
     for address in workers:
-        host, _, port = str(address).rpartition(":")
+        host, _, port = str(address).rpartition(":") if isinstance(address, str) else ("", "", "")
         if not host or not port.isdigit():
             raise ValueError(f"TF_CONFIG: worker address {address!r} is not 'host:port'.")
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"TF_CONFIG: worker address {address!r}: port {port} is not in "
+                             "1..65535.")
+    repeated = sorted({address for address in workers if workers.count(address) > 1})
+    if repeated:
+        raise ValueError(f"TF_CONFIG: worker address(es) {repeated} appear more than once; each "
+                         "worker needs its own host:port.")
     return workers, index
 
 
@@ -98,7 +108,7 @@ def worker_strategy(connect_timeout=60.0, communication_options=None):
     port, retrying until `connect_timeout`; only then is the strategy built.
 
     Args:
-        connect_timeout: seconds to wait for every peer, > 0.
+        connect_timeout: seconds to wait for every peer, a finite number > 0.
         communication_options: passed to the strategy.
 
     Returns:
@@ -109,8 +119,10 @@ def worker_strategy(connect_timeout=60.0, communication_options=None):
             names it.
         ValueError: a malformed TF_CONFIG.
     """
-    if not connect_timeout > 0:
-        raise ValueError(f"connect_timeout must be > 0; received {connect_timeout}.")
+    if (isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float))
+            or not math.isfinite(connect_timeout) or connect_timeout <= 0):
+        raise ValueError(f"connect_timeout must be a finite number of seconds > 0; received "
+                         f"{connect_timeout!r}.")
     workers, index = cluster_from_tf_config()
     if len(workers) > 1:
         _wait_for_peers(workers, index, connect_timeout)
@@ -175,9 +187,13 @@ def backup_and_restore(backup_dir, save_freq="epoch", **kwargs):
         save_freq, kwargs: as `keras.callbacks.BackupAndRestore`.
 
     Returns:
-        The callback. Weights are equal on every worker after each step, so
-        a restarted worker resumes from its own last backup.
+        The callback, with ``double_checkpoint=True`` unless told otherwise:
+        Keras writes the backup in place, so a kill during the write would
+        corrupt the only copy; with two, it resumes from the previous one.
+        Weights are equal on every worker after each step, so a restarted
+        worker resumes from its own last backup.
     """
+    kwargs.setdefault("double_checkpoint", True)
     _, index = cluster_from_tf_config()
     return keras.callbacks.BackupAndRestore(
         os.path.join(backup_dir, f"worker-{index}"), save_freq=save_freq, **kwargs)
@@ -191,6 +207,10 @@ def shard_for_worker(dataset):
     this worker's part; the parts, interleaved by element, are the whole.
     Without TF_CONFIG the dataset is returned as it is.
     """
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(f"shard_for_worker takes a tf.data.Dataset; received "
+                         f"{type(dataset).__name__} (wrap arrays with "
+                         "tf.data.Dataset.from_tensor_slices).")
     workers, index = cluster_from_tf_config()
     if len(workers) <= 1:
         return dataset

@@ -24,8 +24,21 @@ import tensorflow as tf
 __all__ = ["is_stream", "map_batches"]
 
 
-def is_stream(data):
-    """True for a `tf.data.Dataset` or an iterator (a generator, say) of batches."""
+def is_stream(data, caller="streaming"):
+    """True for a `tf.data.Dataset` or an iterator (a generator, say) of batches.
+
+    Raises:
+        ValueError: for a list or tuple of ``(image, mask)`` pairs, which
+            would otherwise be read as one array of images: a stream is an
+            iterator (``iter(pairs)``) or a dataset.
+    """
+    if isinstance(data, (list, tuple)) and data and all(
+            isinstance(item, tuple) and len(item) == 2
+            and all(hasattr(part, "shape") for part in item) for item in data):
+        raise ValueError(
+            f"{caller}: received a {type(data).__name__} of {len(data)} (image, mask) pairs; "
+            "pass iter(pairs) or a tf.data.Dataset to stream them, or stacked image and mask "
+            "arrays.")
     return isinstance(data, (tf.data.Dataset, collections.abc.Iterator))
 
 
@@ -51,13 +64,43 @@ def map_batches(function, data, mask, caller, seed=None):
     seeds = None if seed is None else np.random.default_rng(seed)
 
     def results():
+        first_sample = 0   # the index in the whole stream of the batch's first sample
         for number, batch in enumerate(data):
             if not isinstance(batch, (tuple, list)) or len(batch) != 2:
                 raise ValueError(
                     f"{caller}: batch {number} of the stream is not an (image, mask) pair; "
                     f"received {type(batch).__name__}.")
             image, batch_mask = (np.asarray(part) for part in batch)
+            where = f"{caller}: batch {number} of the stream"
+            _check_batch_finite(image, batch_mask, where, first_sample)
             batch_seed = None if seeds is None else int(seeds.integers(2**31 - 1))
-            yield function(image, batch_mask, batch_seed)
+            try:
+                result = function(image, batch_mask, batch_seed)
+            except ValueError as error:
+                raise ValueError(f"{where} (samples {first_sample} to "
+                                 f"{first_sample + len(image) - 1}): {error}") from None
+            first_sample += len(image)
+            yield result
 
     return results()
+
+
+def _check_batch_finite(image, mask, where, first_sample):
+    """NaN or Inf at an observed entry: a ValueError naming the sample's index in the stream."""
+    if image.ndim == 0 or image.dtype.kind not in "fc":
+        return   # shapes and types are the function's to check
+    try:
+        observed = np.broadcast_to(mask if mask.dtype == bool else mask > 0.5, image.shape)
+    except (ValueError, TypeError):
+        return
+    # The layers' check (`image_and_mask.check_observed_finite`) numbers the
+    # samples of one batch; distribute/ does not import layers/, and here the
+    # index in the whole stream is what finds the sample.
+    bad = np.logical_and(observed, ~np.isfinite(image)).reshape(len(image), -1).any(axis=1)
+    if bad.any():
+        samples = np.flatnonzero(bad) + first_sample
+        raise ValueError(
+            f"{where}: sample {int(samples[0])} of the stream holds NaN or Inf at an observed "
+            f"entry ({len(samples)} sample(s) of this batch do: {samples[:10].tolist()}). "
+            "Observed values must be finite; mark unknown entries as missing in the mask "
+            "instead.")

@@ -121,7 +121,7 @@ def latent_shape(model, image_shape):
 def impute(model, image, mask, num_samples=10, batch_size=None, seed=None, verbose=0):
     """`SparseVAE.impute` of `model` (see there)."""
     num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
-    if streaming.is_stream(image):
+    if streaming.is_stream(image, "SparseVAE.impute"):
         return streaming.map_batches(
             lambda x, m, s: impute(model, x, m, num_samples, batch_size, s), image, mask,
             "SparseVAE.impute", seed)
@@ -135,7 +135,7 @@ def sample_imputations(model, image, mask, n, seed=None, batch_size=None, pixel_
                        verbose=0):
     """`SparseVAE.sample_imputations` of `model` (see there)."""
     n = image_and_mask.check_positive_int(n, "n")
-    if streaming.is_stream(image):
+    if streaming.is_stream(image, "SparseVAE.sample_imputations"):
         return streaming.map_batches(
             lambda x, m, s: sample_imputations(model, x, m, n, s, batch_size, pixel_noise),
             image, mask, "SparseVAE.sample_imputations", seed)
@@ -147,7 +147,7 @@ def sample_imputations(model, image, mask, n, seed=None, batch_size=None, pixel_
 def encode(model, image, mask, batch_size=256):
     """`SparseVAE.encode` of `model` (see there)."""
     batch_size = image_and_mask.check_positive_int(batch_size, "batch_size")
-    if streaming.is_stream(image):
+    if streaming.is_stream(image, "SparseVAE.encode"):
         return streaming.map_batches(lambda x, m, _: encode(model, x, m, batch_size), image,
                                      mask, "SparseVAE.encode")
     image, mask = check_arrays(model, image, mask, "SparseVAE.encode")

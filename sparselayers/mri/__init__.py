@@ -10,6 +10,8 @@ One concept a module, in the order of the workflow:
 * `slice_grid`: the fine grid a thick-slice file is restored on.
 * `training`: self-supervised training patches from the acquired slices,
   degraded as each scan was acquired.
+* `training_backup`: a training's backup that survives a kill, and resuming
+  from it on the same batches.
 * `imputation`: filling a volume with a trained model (`impute_volume`,
   `sample_volume`), restoring a thick-slice volume (`restore_volume`).
 * `inputs`, `montage`, `workflow`: the workflow on files (`impute_slices`).
@@ -68,6 +70,7 @@ __all__ = [
     "slice_grid",
     "slice_profile",
     "training",
+    "training_backup",
     "volume_io",
     "workflow",
 ]

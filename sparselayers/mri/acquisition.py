@@ -38,8 +38,29 @@ class Acquisition:
     refined_from: int = 1
     thick: bool = False
 
+    def __post_init__(self):
+        self.axis = _check_axis(self.axis, "Acquisition")
+        acquired = np.asarray(self.acquired)
+        if acquired.ndim != 1 or acquired.dtype != bool:
+            raise ValueError(f"Acquisition: acquired must be a 1-D bool array (one entry per "
+                             f"slice); received {acquired.dtype} of shape {acquired.shape}.")
+        self.acquired = acquired
+        for name in ("every", "refined_from"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Acquisition: {name} must be a positive int; received "
+                                 f"{value!r}.")
+
+    def check_shape(self, shape, name="volume"):
+        """ValueError unless a volume of `shape` has one slice per `acquired` entry."""
+        if len(shape) != 3 or shape[self.axis] != len(self.acquired):
+            raise ValueError(f"{name}: shape {tuple(shape)} has "
+                             f"{shape[self.axis] if len(shape) == 3 else '?'} slices along axis "
+                             f"{self.axis}, but the acquisition describes {len(self.acquired)}.")
+
     def mask(self, shape):
         """Bool array of the volume's `shape`, True at acquired voxels."""
+        self.check_shape(shape)
         index = [None, None, None]
         index[self.axis] = slice(None)
         return np.broadcast_to(self.acquired[tuple(index)], shape)
@@ -74,11 +95,10 @@ def find_acquisition(volume, zooms=None, axis=None, every=None, name="volume"):
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"{name}: expected a 3-D volume; found shape {volume.shape}.")
-    if axis is not None and axis not in (0, 1, 2, -1, -2, -3):
-        raise ValueError(f"{name}: axis must be 0, 1 or 2; received {axis}.")
-    axis = None if axis is None else axis % 3
-    if every is not None and (int(every) != every or every < 2):
-        raise ValueError(f"{name}: every must be an int >= 2; received {every}.")
+    axis = None if axis is None else _check_axis(axis, name)
+    if every is not None and (isinstance(every, bool) or not isinstance(every, (int, np.integer))
+                              or every < 2):
+        raise ValueError(f"{name}: every must be an int >= 2; received {every!r}.")
     thick = _thick_axis(zooms)
     if thick is not None and (axis is None or axis == thick[0]):
         thick_axis, ratio = thick
@@ -90,16 +110,22 @@ def find_acquisition(volume, zooms=None, axis=None, every=None, name="volume"):
         return Acquisition(thick_axis, acquired, ratio, thick=True)
 
     candidates = [axis] if axis is not None else [0, 1, 2]
-    found = []
+    found, single = [], []
     for candidate in candidates:
         acquired = ~_constant_slices(volume, candidate)
         positions = np.flatnonzero(acquired)
+        if len(positions) == 1:
+            single.append(candidate)
         if len(positions) < 2:
             continue
         gaps = np.diff(positions)
         if gaps.max() < 2:
             continue  # no missing slice between acquired ones
         found.append((candidate, acquired, int(np.median(gaps))))
+    if not found and single:
+        raise ValueError(
+            f"{name}: only one slice is acquired (non-constant) along axis {single[0]}; at least "
+            "two are needed to fill in the slices between them.")
     if not found:
         where = f"along axis {axis}" if axis is not None else "along any axis"
         raise ValueError(
@@ -122,6 +148,13 @@ def find_acquisition(volume, zooms=None, axis=None, every=None, name="volume"):
             f"{name}: acquired slices along axis {axis} are {spacing} apart (median), not "
             f"every={every}.")
     return Acquisition(axis, acquired, spacing)
+
+
+def _check_axis(axis, name):
+    """An axis 0, 1 or 2 (-3..-1 wrap); ValueError naming `name` otherwise."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -3 <= axis <= 2:
+        raise ValueError(f"{name}: axis must be an int 0, 1 or 2; received {axis!r}.")
+    return int(axis) % 3
 
 
 def _thick_axis(zooms):

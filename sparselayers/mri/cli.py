@@ -27,10 +27,16 @@ output folder:
   ``<name>_std<suffix>``: the per-voxel standard deviation of ``--samples``
   posterior imputations (their mean is the imputed volume).
 
-Every input is read and checked before any training; outputs are written
-under a temporary name and renamed when complete; an input is never
-overwritten. Training saves a backup every epoch (``--resume`` continues a
-stopped run from it). `sparselayers.mri.workflow.impute_slices` is the same
+Every option, input, the ``--model`` (called once on one cut) and the output
+folder are checked before any training: a mistake is one line and exit
+status 2. Outputs are written under a temporary name and renamed when
+complete; nothing non-finite is written; an input is never overwritten; a
+magnitude image (every acquired voxel >= 0) gets no negative voxel.
+Training saves a backup every ``--steps-per-epoch`` steps, atomically
+(`sparselayers.mri.training_backup`); after an interruption (Ctrl-C: exit
+status 130, or a kill), the same command with ``--resume`` continues from
+it and ends with the model an uninterrupted run would have trained; a
+backup made with other settings is refused, naming the setting. `sparselayers.mri.workflow.impute_slices` is the same
 from Python.
 """
 
@@ -48,13 +54,21 @@ class _DefaultsOnceFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS):
             return text
         return text + " (default: %(default)s)"
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Reports a usage mistake in one line (not argparse's usage block) and exits 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="sparselayers-impute-slices",
         description="Fill in the missing slices of thick-slice volumes (NIfTI, MGH, NumPy), "
                     "learning from the collection's own acquired slices.",
@@ -97,7 +111,8 @@ def build_parser():
     parser.add_argument("--patch-size", type=int, default=48, help="training patch side")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per step")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's, cosine decay")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the initial weights and the training patches")
     parser.add_argument("--no-montage", action="store_true", help="write no PNG montages")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
@@ -106,10 +121,10 @@ def build_parser():
 def main(argv=None):
     """Entry point of ``sparselayers-impute-slices``; returns the exit status."""
     args = build_parser().parse_args(argv)  # before TensorFlow is imported: --help is fast
-    console.quiet_command_line()
-    from sparselayers.mri.workflow import impute_slices
-
     try:
+        console.quiet_command_line()
+        from sparselayers.mri.workflow import impute_slices
+
         impute_slices(
             args.inputs, args.out, axis=args.axis, every=args.every, key=args.key,
             model=args.model, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
@@ -122,6 +137,10 @@ def main(argv=None):
     except (ValueError, ImportError) as error:
         print(f"sparselayers-impute-slices: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("sparselayers-impute-slices: interrupted; the same command with --resume continues "
+              "a training from its last backup.", file=sys.stderr)
+        return 130
     return 0
 
 

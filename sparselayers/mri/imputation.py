@@ -58,6 +58,7 @@ def impute_volume(model, scaled, acquisition, batch_size=None, mirror=True, verb
         float32 (X, Y, Z).
     """
     scaled = np.asarray(scaled, np.float32)
+    acquisition.check_shape(scaled.shape)
     acquired = acquisition.acquired
     moved = np.moveaxis(scaled, acquisition.axis, 0)   # (A, P, Q): the acquisition axis first
     total = _predict_cuts_of_volume(model, moved, acquired.astype(np.float32), batch_size,
@@ -66,7 +67,8 @@ def impute_volume(model, scaled, acquisition, batch_size=None, mirror=True, verb
     return np.ascontiguousarray(np.moveaxis(total, 0, acquisition.axis))
 
 
-def restore_volume(model, slices, grid, batch_size=None, mirror=True, verbose=0):
+def restore_volume(model, slices, grid, batch_size=None, mirror=True, verbose=0, minimum=None,
+                   rounds=20):
     """Restores a thick-slice volume on its fine grid: between and across its slices.
 
     The acquired slices are linearly interpolated onto the fine grid
@@ -84,6 +86,12 @@ def restore_volume(model, slices, grid, batch_size=None, mirror=True, verbose=0)
         slices: the normalised acquired slices, K along `grid.axis`.
         grid: the volume's `SliceGrid`.
         batch_size, mirror, verbose: as `impute_volume`'s.
+        minimum: None, or a lower bound on the result (0 in the input's units
+            for a magnitude image): the projection and clipping at `minimum`
+            are alternated (projections onto convex sets) for up to `rounds`
+            rounds, and the result clipped, so every voxel is >= `minimum`
+            and the profile reproduces the slices up to what the clipping
+            of the last round changed.
 
     Returns:
         float32, the fine grid's shape (`grid.fine_shape`).
@@ -96,7 +104,15 @@ def restore_volume(model, slices, grid, batch_size=None, mirror=True, verbose=0)
     mask = slice_profile.row_mask(grid.centres, grid.size)
     total = _predict_cuts_of_volume(model, upsampled, mask, batch_size, mirror, verbose)
     del upsampled
-    restored = slice_profile.project_onto_slices(total, moved, grid.forward_matrix())
+    weights = grid.forward_matrix()
+    restored = slice_profile.project_onto_slices(total, moved, weights)
+    if minimum is not None:
+        for _round in range(rounds):
+            if restored.min() >= minimum:
+                break
+            restored = slice_profile.project_onto_slices(np.maximum(restored, minimum), moved,
+                                                         weights)
+        np.maximum(restored, np.float32(minimum), out=restored)
     return np.ascontiguousarray(np.moveaxis(restored, 0, grid.axis))
 
 
@@ -109,7 +125,7 @@ def _predict_cuts_of_volume(model, moved, row_mask, batch_size, mirror, verbose)
     """
     total = np.zeros(moved.shape, np.float32)
     predict = _predictor(model)
-    fixed = _fixed_input_size(model)
+    fixed = fixed_input_size(model)
     if batch_size is None:
         largest_cut = (fixed[0] or moved.shape[0], fixed[1] or max(moved.shape[1:]), 1)
         batch_size = max(1, ACTIVATION_VALUES_PER_CALL // widest_activation(model, largest_cut))
@@ -144,7 +160,7 @@ def check_cuts_fit(model, shape, acquisition, name="volume"):
     size along another axis); a model of fixed input size (H, W) takes them
     zero-padded, so they must be at most H x W. Models of any size always fit.
     """
-    height, width = _fixed_input_size(model)
+    height, width = fixed_input_size(model)
     along = shape[acquisition.axis]
     across = max(size for axis, size in enumerate(shape) if axis != acquisition.axis)
     if (height is not None and along > height) or (width is not None and across > width):
@@ -154,7 +170,7 @@ def check_cuts_fit(model, shape, acquisition, name="volume"):
             "(conv-interp-residual) or resample the volumes.")
 
 
-def _fixed_input_size(model):
+def fixed_input_size(model):
     """(H, W) of the model's image input, None where any size is accepted."""
     shape = getattr(model, "image_shape", None)  # SparseVAE
     if shape is None:
@@ -212,6 +228,7 @@ def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, s
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     scaled = np.asarray(scaled, np.float32)
+    acquisition.check_shape(scaled.shape)
     acquired = acquisition.acquired
     moved = np.moveaxis(scaled, acquisition.axis, 0)
     if batch_size is None:

@@ -49,7 +49,10 @@ def list_inputs(inputs):
 
 
 def output_paths(path, out):
-    """(imputed volume, montage) paths in `out` for the input `path`."""
+    """(imputed volume, montage, standard deviation) paths in `out` for the input `path`.
+
+    The standard deviation is written for a sparse VAE model only.
+    """
 
     suffix = volume_io.volume_suffix(path)
     if suffix is None:
@@ -57,7 +60,8 @@ def output_paths(path, out):
                          f"{', '.join(volume_io.SUFFIXES)}).")
     stem = os.path.basename(path)[:-len(suffix)]
     return (os.path.join(out, f"{stem}_imputed{suffix}"),
-            os.path.join(out, f"{stem}_montage.png"))
+            os.path.join(out, f"{stem}_montage.png"),
+            os.path.join(out, f"{stem}_std{suffix}"))
 
 
 def resolve_axis(axis, volume):
@@ -175,6 +179,14 @@ class PreparedVolume:
         shape = list(self.shape)
         shape[self.axis] = len(self.acquisition.acquired)
         return tuple(shape)
+
+    def slice_shape(self):
+        """(P, Q): the size of its training slices (in-plane, resampled as `slices`)."""
+        in_plane = [size for axis, size in enumerate(self.shape) if axis != self.axis]
+        if max(abs(r - 1.0) for r in self.in_plane_ratio) > 0.1:
+            # scipy.ndimage.zoom's output size
+            return tuple(int(round(size * r)) for size, r in zip(in_plane, self.in_plane_ratio))
+        return tuple(in_plane)
 
     def load(self):
         """(the `Volume`, its data on the working grid, the output's affine)."""

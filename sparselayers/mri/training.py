@@ -29,6 +29,8 @@ __all__ = ["RowSampling", "acquired_slices", "sample_patches", "training_dataset
 # voxels above FOREGROUND (in normalised units) are drawn again.
 FOREGROUND = 0.1
 MIN_FOREGROUND_SHARE = 0.2
+# `training_dataset` shuffles the patches of this many volume visits together.
+VISITS_PER_BLOCK = 4
 
 
 def acquired_slices(scaled, acquisition):
@@ -156,13 +158,21 @@ def _thick_slice_patches(usable, sampling, patch_size, count, rng):
 
 
 def training_dataset(slice_stacks, every, patch_size=48, batch_size=16, patches_per_visit=64,
-                     seed=0):
+                     seed=0, start_batch=0):
     """An endless `tf.data.Dataset` of ``((image, mask), truth, weight)`` batches.
 
     Memory stays bounded: volumes are visited one at a time in random order
     (``slice_stacks[i]`` is read at each visit, so a sequence that loads a
     volume when indexed keeps only what it caches), and `patches_per_visit`
-    patches are drawn from each; a shuffle buffer of a few visits mixes them.
+    patches are drawn from each; the patches of `VISITS_PER_BLOCK` visits
+    are shuffled together.
+
+    The stream is a function of `seed` alone, and each block of visits draws
+    from its own random generator (seeded by `seed` and the block's index),
+    so the stream can start at any batch: ``start_batch=k`` yields exactly
+    the batches k, k+1, ... of ``start_batch=0``, drawing one block of
+    patches to get there. A resumed training sees the batches an
+    uninterrupted one would have.
 
     Args:
         slice_stacks: a sequence (``len`` and indexing) of 2-D slice stacks
@@ -173,7 +183,8 @@ def training_dataset(slice_stacks, every, patch_size=48, batch_size=16, patches_
             one per volume (a collection of several acquisitions).
         patch_size, batch_size: of the training pairs.
         patches_per_visit: patches drawn from a volume each time it is visited.
-        seed: of the random patches.
+        seed: of the random patches, an int >= 0.
+        start_batch: the index of the first batch, an int >= 0.
 
     Raises:
         ValueError: naming the argument, before any patch is drawn.
@@ -190,22 +201,36 @@ def training_dataset(slice_stacks, every, patch_size=48, batch_size=16, patches_
     for name, value in (("patch_size", patch_size), ("batch_size", batch_size),
                         ("patches_per_visit", patches_per_visit)):
         check_positive_int(value, name)
+    for name, value in (("seed", seed), ("start_batch", start_batch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0; received {value!r}.")
+    block_size = VISITS_PER_BLOCK * patches_per_visit
+    first_block, skip = divmod(start_batch * batch_size, block_size)
+
+    def visit_volume(visit):
+        # Round r visits every volume once, in the order of its own permutation.
+        round_index, position = divmod(visit, count)
+        return int(np.random.default_rng([seed, 0, round_index]).permutation(count)[position])
 
     def patches():
-        rng = np.random.default_rng(seed)
+        block, start = first_block, skip
         while True:
-            for volume_index in rng.permutation(count):
-                slices = list(slice_stacks[int(volume_index)])
-                image, mask, truth, weight = sample_patches(
-                    slices, samplings[int(volume_index)], patch_size, patches_per_visit, rng)
-                for item in zip(image, mask, truth, weight):
-                    yield (item[0], item[1]), item[2], item[3]
+            drawn = []
+            for visit in range(block * VISITS_PER_BLOCK, (block + 1) * VISITS_PER_BLOCK):
+                volume_index = visit_volume(visit)
+                drawn.append(sample_patches(
+                    list(slice_stacks[volume_index]), samplings[volume_index], patch_size,
+                    patches_per_visit, np.random.default_rng([seed, 1, visit])))
+            image, mask, truth, weight = (np.concatenate(parts) for parts in zip(*drawn))
+            order = np.random.default_rng([seed, 2, block]).permutation(block_size)
+            for index in order[start:]:
+                yield (image[index], mask[index]), truth[index], weight[index]
+            block, start = block + 1, 0
 
     spec = tf.TensorSpec((patch_size, patch_size, 1), tf.float32)
     dataset = tf.data.Dataset.from_generator(
         patches, output_signature=((spec, spec), spec, spec))
-    return (dataset.shuffle(4 * patches_per_visit, seed=seed)
-            .batch(batch_size, drop_remainder=True).prefetch(2))
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
 def as_sparse_vae_triples(dataset):

@@ -14,7 +14,7 @@ Example:
 
 import os
 import shutil
-
+import zipfile
 import keras
 import numpy as np
 
@@ -25,6 +25,7 @@ from sparselayers.mri import imputation
 from sparselayers.mri import intensity
 from sparselayers.mri import montage as montage_module
 from sparselayers.mri import training
+from sparselayers.mri import training_backup
 from sparselayers.mri import volume_io
 from sparselayers.mri.inputs import PreparedVolume
 from sparselayers.mri.inputs import SliceStacks
@@ -34,6 +35,7 @@ from sparselayers.mri.inputs import output_paths
 __all__ = ["impute_slices", "train"]
 
 BACKUP_FOLDER = "training_backup"
+VARIANTS = ("conv-interp-residual", "conv-interp-residual-vae")
 
 
 def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, steps=None,
@@ -71,72 +73,83 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     check_options(steps=steps, steps_per_epoch=steps_per_epoch, samples=samples,
                   filters=filters, patch_size=patch_size, batch_size=batch_size,
                   learning_rate=learning_rate, seed=seed)
+    if variant not in VARIANTS:
+        raise ValueError(f"--variant must be {' or '.join(VARIANTS)}; received {variant!r}.")
+    if model is None and steps == 0:
+        raise ValueError("--steps 0 without --model would write an untrained model's output; "
+                         "give a trained --model, or train (--steps > 0).")
     files = list_inputs(inputs)
     out = str(out)
     _check_out_folder(out)
-    outputs = {}
-    for path in files:
-        imputed_path, montage_path = output_paths(path, out)
-        for target in (imputed_path, montage_path):
-            if os.path.abspath(target) in map(os.path.abspath, files):
-                raise ValueError(f"{target}: an output would overwrite an input; choose another "
-                                 "--out.")
-        if imputed_path in outputs.values():
-            raise ValueError(f"{path}: two inputs would write {imputed_path}.")
-        outputs[path] = imputed_path
+    outputs = _check_output_names(files, out, montage)
     # Read and check everything before any training.
     prepared = [PreparedVolume(path, axis, every, key, slice_profile, slice_thickness,
                                resolution) for path in files]
     if verbose:
         for p in prepared:
             print(f"{p.path}: {p.shape}, axis {p.axis}, {describe(p)}")
-
-    os.makedirs(out, exist_ok=True)
     if model is None:
-        if variant not in ("conv-interp-residual", "conv-interp-residual-vae"):
-            raise ValueError(f"variant must be conv-interp-residual or conv-interp-residual-vae; "
-                             f"received {variant!r}.")
+        keras.utils.set_random_seed(seed)   # the initial weights too: a run is reproducible
+        model_name = variant
         model = variants.build_variant(variant, (None, None, 1), latent_dim=8, filters=filters,
                                        noise_sigma=0.05)
         steps = 3000 if steps is None else steps
     else:
+        model_name = str(model) if isinstance(model, (str, os.PathLike)) else model.name
         if isinstance(model, (str, os.PathLike)):
-            model = keras.saving.load_model(str(model))
+            model = load_model(model)
+        elif not isinstance(model, keras.Model):
+            raise ValueError(f"model must be a keras.Model or a .keras path; received "
+                             f"{type(model).__name__}.")
         steps = 0 if steps is None else steps
-    for p in prepared:  # before training: every volume must fit a fixed-size model
-        imputation.check_cuts_fit(model, p.fine_shape(), p.acquisition, name=p.path)
-        if isinstance(model, SparseVAE) and p.slice_grid is not None:
-            raise ValueError(f"{p.path}: the sparse VAE form imputes point samples only; use "
-                             "the deterministic model for box or Gaussian slice profiles (or "
-                             "--slice-profile point).")
+    for p in prepared:  # before training: every volume must fit the model
+        check_model(model, p, name=model_name)
+        if steps and min(p.slice_shape()) < patch_size:
+            raise ValueError(f"{p.path}: its acquired slices are {p.slice_shape()[0]} x "
+                             f"{p.slice_shape()[1]} voxels, smaller than --patch-size "
+                             f"{patch_size}; give a smaller --patch-size.")
+    settings = {"inputs": [os.path.abspath(p.path) for p in prepared],
+                "samplings": [repr(p.sampling) for p in prepared], "--model": model_name,
+                "--filters": filters}
+    if steps:
+        training_backup.TrainingBackup(
+            os.path.join(out, BACKUP_FOLDER),
+            training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
+                              learning_rate, seed)).check(resume)
+    os.makedirs(out, exist_ok=True)
     if steps:
         train(model, prepared, out, steps, steps_per_epoch, resume, patch_size,
-              batch_size, learning_rate, seed, verbose)
+              batch_size, learning_rate, seed, verbose, settings=settings, keep_backup=True)
         save_model(model, os.path.join(out, "model.keras"))
 
     for p in prepared:
         volume, data, affine = p.load()
         scaled, scale = intensity.normalize(data, p.acquisition)
         acquired = p.acquisition.mask(data.shape)
+        # A magnitude image (every acquired voxel >= 0) gets no negative voxel.
+        magnitude = data[acquired].min() >= 0
+        paths = output_paths(p.path, out)
         if p.slice_grid is not None:
+            minimum = -scale[0] / (scale[1] - scale[0]) if magnitude else None
             result = imputation.restore_volume(
                 model, np.compress(p.acquisition.acquired, scaled, axis=p.axis), p.slice_grid,
-                verbose=console.progress_verbosity(not verbose))
+                verbose=console.progress_verbosity(not verbose), minimum=minimum)
             result = intensity.denormalize(result, scale)
+            if magnitude:
+                np.maximum(result, 0, out=result)
             _check_finite(result, outputs[p.path])
             volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
             if montage:
-                montage_module.write_thick_montage(output_paths(p.path, out)[1], data,
-                                                   p.acquisition, p.slice_grid, result)
+                montage_module.write_thick_montage(paths[1], data, p.acquisition, p.slice_grid,
+                                                   result)
             if verbose:
                 print(f"wrote {outputs[p.path]}")
             continue
+        spread = None
         if isinstance(model, SparseVAE):
             filled, spread = imputation.sample_volume(model, scaled, p.acquisition, samples,
                                                       seed=seed)
-            std_path = outputs[p.path].replace("_imputed", "_std", 1)
-            volume_io.write_volume(std_path, spread * np.float32(scale[1] - scale[0]), volume,
-                                   affine=affine)
+            spread *= np.float32(scale[1] - scale[0])
         else:
             filled = imputation.impute_volume(
                 model, scaled, p.acquisition, verbose=console.progress_verbosity(not verbose))
@@ -146,14 +159,96 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         result = filled
         result *= np.float32(scale[1] - scale[0])
         result += np.float32(scale[0])
+        if magnitude:
+            np.maximum(result, 0, out=result)
         np.copyto(result, data, where=acquired)
         _check_finite(result, outputs[p.path])
+        if spread is not None:
+            _check_finite(spread, paths[2])
+            volume_io.write_volume(paths[2], spread, volume, affine=affine)
         volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
         if montage:
-            montage_module.write_montage(output_paths(p.path, out)[1], data, acquired, result,
-                                         p.acquisition)
+            montage_module.write_montage(paths[1], data, acquired, result, p.acquisition)
         if verbose:
             print(f"wrote {outputs[p.path]}")
+    if steps:
+        shutil.rmtree(os.path.join(out, BACKUP_FOLDER), ignore_errors=True)
+    return outputs
+
+
+def load_model(path):
+    """A `--model` file loaded; ValueError naming it if it is not a Keras model."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: --model: no such file.")
+    if path.lower().endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: --model is not a .keras file (not a zip archive).")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # zipfile, h5py and Keras raise many kinds
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"{path}: --model is not a readable Keras model "
+                         f"({type(error).__name__}: {reason[:160]}).") from None
+
+
+def check_model(model, prepared, name="model"):
+    """ValueError unless `model` maps ``[image, mask]`` cuts of `prepared` to images.
+
+    The model is called once on one cut of the volume's size (zeros, all
+    rows observed; padded to a fixed input size): it must take two inputs
+    and return a finite image of the cut's shape.
+    """
+    imputation.check_cuts_fit(model, prepared.fine_shape(), prepared.acquisition,
+                              name=prepared.path)
+    if isinstance(model, SparseVAE):
+        if prepared.slice_grid is not None:
+            raise ValueError(f"{prepared.path}: the sparse VAE form imputes point samples only; "
+                             "use the deterministic model for box or Gaussian slice profiles "
+                             "(or --slice-profile point).")
+        return
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, TypeError, ValueError):
+        inputs = None   # a subclassed model: its call decides
+    if inputs is not None and len(inputs) != 2:
+        raise ValueError(f"--model {name}: takes {len(inputs)} input(s); the workflow's models "
+                         "take [image, mask] (e.g. build_variant('conv-interp-residual')).")
+    fixed = imputation.fixed_input_size(model)
+    shape = prepared.fine_shape()
+    along = shape[prepared.axis]
+    across = max(size for axis, size in enumerate(shape) if axis != prepared.axis)
+    cut = (1, fixed[0] or along, fixed[1] or across, 1)
+    try:
+        output = np.asarray(model([np.zeros(cut, np.float32), np.ones(cut, np.float32)],
+                                  training=False))
+    except Exception as error:  # whatever the model raises
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"--model {name}: cannot map [image, mask] cuts of {cut[1]} x {cut[2]} "
+                         f"voxels to an image ({type(error).__name__}: {reason[:160]}).") from None
+    if output.shape != cut:
+        raise ValueError(f"--model {name}: maps [image, mask] of shape {cut} to shape "
+                         f"{output.shape}, not to an image of the same shape.")
+    if not np.all(np.isfinite(output)):
+        raise ValueError(f"--model {name}: returns NaN or Inf on a blank cut (a diverged "
+                         "training?).")
+
+
+def _check_output_names(files, out, montage):
+    """input path -> imputed path; ValueError if two outputs clash or one is an input."""
+    outputs, claimed = {}, {}
+    inputs = {os.path.abspath(path): path for path in files}
+    for path in files:
+        imputed_path, montage_path, std_path = output_paths(path, out)
+        for target in (imputed_path, std_path) + ((montage_path,) if montage else ()):
+            key = os.path.abspath(target)
+            if key in inputs:
+                raise ValueError(f"{target}: an output would overwrite an input; choose another "
+                                 "--out.")
+            if key in claimed:
+                raise ValueError(f"{claimed[key]} and {path} would both write {target}: rename "
+                                 "one, or run them into different --out folders.")
+            claimed[key] = path
+        outputs[path] = imputed_path
     return outputs
 
 
@@ -190,29 +285,67 @@ def describe(prepared):
 
 
 def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batch_size,
-          learning_rate, seed, verbose):
-    """Fits `model` on the acquired slices of the prepared volumes, with backups."""
-    backup = os.path.join(out, BACKUP_FOLDER)
-    if os.path.exists(backup) and not resume:
-        raise ValueError(f"{backup} holds a stopped run's backup: pass --resume to continue it, "
-                         "or delete the folder.")
+          learning_rate, seed, verbose, settings=None, keep_backup=False):
+    """Fits `model` on the acquired slices of the prepared volumes, with backups.
 
-    # Each volume's patches are degraded as its own slices were acquired.
-    dataset = training.training_dataset(SliceStacks(prepared), [p.sampling for p in prepared],
-                                        patch_size, batch_size, seed=seed)
-    # Exactly `steps` steps: the last epoch stops early (`_StopAfterSteps`).
-    epochs = max(1, -(-steps // steps_per_epoch))
+    A backup is written after every epoch (`training_backup.TrainingBackup`,
+    in ``out/training_backup``); with `resume`, the training continues from
+    it, on the batches an uninterrupted training would have seen, so that it
+    ends with the same model. The backup is deleted when training completes,
+    unless `keep_backup`.
+
+    Args:
+        settings: a dict of what else determines the training (inputs,
+            model), recorded in the backup beside the arguments here.
+        keep_backup: keep the last backup (`impute_slices` deletes it once
+            every output is written, so that a run stopped while imputing
+            resumes without training again).
+
+    Raises:
+        ValueError: if a backup exists without `resume`, if the backup was
+            made with other settings (naming the first that differs), or if
+            the training diverges (nothing is written; the last good backup
+            is kept).
+    """
+    backup = training_backup.TrainingBackup(
+        os.path.join(out, BACKUP_FOLDER),
+        training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
+                          learning_rate, seed))
+    backup.check(resume)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
     if isinstance(model, SparseVAE):  # its own loss, eq. 9, on triples
-        dataset = training.as_sparse_vae_triples(dataset)
         model.compile(keras.optimizers.Adam(schedule))
     else:
         model.compile(keras.optimizers.Adam(schedule), loss="mse")
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-              callbacks=[_StopAfterSteps(steps, steps_per_epoch, learning_rate),
-                         keras.callbacks.BackupAndRestore(backup)],
-              verbose=console.progress_verbosity(not verbose))
-    shutil.rmtree(backup, ignore_errors=True)
+    initial_epoch = backup.restore(model) if resume else 0
+    if verbose and initial_epoch:
+        print(f"resuming from {backup.folder}: step {initial_epoch * steps_per_epoch} of {steps}")
+
+    # Each volume's patches are degraded as its own slices were acquired; the
+    # stream starts at the first batch not yet trained on.
+    dataset = training.training_dataset(SliceStacks(prepared), [p.sampling for p in prepared],
+                                        patch_size, batch_size, seed=seed,
+                                        start_batch=initial_epoch * steps_per_epoch)
+    if isinstance(model, SparseVAE):
+        dataset = training.as_sparse_vae_triples(dataset)
+    # Exactly `steps` steps: the last epoch stops early (`_StopAfterSteps`).
+    epochs = max(1, -(-steps // steps_per_epoch))
+    if initial_epoch < epochs:
+        model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps_per_epoch, shuffle=False,
+                  callbacks=[_StopAfterSteps(steps, steps_per_epoch, learning_rate),
+                             backup.callback()],
+                  verbose=console.progress_verbosity(not verbose))
+    if not keep_backup:
+        backup.remove()
+
+
+def training_settings(settings, steps, steps_per_epoch, patch_size, batch_size, learning_rate,
+                      seed):
+    """`settings` with the training's options, as a backup records them."""
+    return {**(settings or {}), "--steps": steps, "--steps-per-epoch": steps_per_epoch,
+            "--patch-size": patch_size, "--batch-size": batch_size,
+            "--learning-rate": learning_rate, "--seed": seed}
 
 
 class _StopAfterSteps(keras.callbacks.Callback):
