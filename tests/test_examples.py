@@ -61,6 +61,11 @@ def test_help_shows_defaults_without_importing_tensorflow(script, tmp_path):
     assert options, result.stdout
     for option, rest in options:  # every option has help text (argparse indents it)
         assert rest.strip() or option == "--help", f"{script} {option} has no help text"
+    # Each default once and truly (issue 21): none beside a help text that
+    # already says it, no "(default: None)", no flag's "(default: False)".
+    flat = " ".join(result.stdout.split())
+    assert "(default: None)" not in flat and "(default: False)" not in flat, flat
+    assert not re.search(r"default[^()]*\) \(default", flat), flat
 
 
 def test_command_line_help_without_importing_tensorflow(tmp_path):

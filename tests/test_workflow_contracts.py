@@ -257,6 +257,34 @@ def test_resume_with_other_settings_names_the_setting(scan, tmp_path):
         mri.impute_slices([scan], out, resume=True, **FAST)
 
 
+def test_a_diverged_training_keeps_the_last_good_backup(scan, tmp_path):
+    # The loss turns NaN in the second epoch: the error names the learning
+    # rate, nothing is written, and the first epoch's backup resumes cleanly.
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                bias = self.model.get_layer("correction").bias
+                bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+    original_fit = keras.Model.fit
+
+    def poisoned_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[Poison()] + list(callbacks), **kwargs)
+
+    out = tmp_path / "out"
+    keras.Model.fit = poisoned_fit
+    try:
+        with pytest.raises(ValueError, match="training diverged at step 3 .*--learning-rate"):
+            mri.impute_slices([scan], out, **FAST)
+    finally:
+        keras.Model.fit = original_fit
+    assert not list(out.glob("*_imputed*")) and not (out / "model.keras").exists()
+    state = json.loads((out / mri.workflow.BACKUP_FOLDER / "state.json").read_text())
+    assert state["epoch"] == 1
+    written = mri.impute_slices([scan], out, resume=True, **FAST)
+    assert np.all(np.isfinite(nibabel.load(written[scan]).get_fdata()))
+
+
 def test_training_dataset_starts_at_any_batch():
     stacks = [mri.training.acquired_slices(*_scaled(seed)) for seed in range(2)]
     first = [tuple(np.asarray(t) for t in (b[0][0], b[0][1], b[1], b[2])) for b in

@@ -14,7 +14,8 @@ One concept a module, in the order of the workflow:
   from it on the same batches.
 * `imputation`: filling a volume with a trained model (`impute_volume`,
   `sample_volume`), restoring a thick-slice volume (`restore_volume`).
-* `inputs`, `montage`, `workflow`: the workflow on files (`impute_slices`).
+* `inputs`, `options`, `model_checks`, `montage`, `workflow`: the workflow on
+  files (`impute_slices`).
 * `cli`: the ``sparselayers-impute-slices`` command.
 
 Example:
@@ -66,7 +67,9 @@ __all__ = [
     "imputation",
     "inputs",
     "intensity",
+    "model_checks",
     "montage",
+    "options",
     "slice_grid",
     "slice_profile",
     "training",

@@ -44,6 +44,7 @@ import argparse
 import sys
 
 from sparselayers import console  # TensorFlow is imported later: --help stays fast
+from sparselayers.mri import options
 
 __all__ = ["build_parser", "main"]
 
@@ -122,6 +123,12 @@ def main(argv=None):
     """Entry point of ``sparselayers-impute-slices``; returns the exit status."""
     args = build_parser().parse_args(argv)  # before TensorFlow is imported: --help is fast
     try:
+        # The checks that need no file content, before TensorFlow's import too.
+        options.check_options(
+            steps=args.steps, steps_per_epoch=args.steps_per_epoch, samples=args.samples,
+            filters=args.filters, patch_size=args.patch_size, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, seed=args.seed)
+        options.check_out_folder(args.out)
         console.quiet_command_line()
         from sparselayers.mri.workflow import impute_slices
 

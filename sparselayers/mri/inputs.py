@@ -1,6 +1,6 @@
 """The workflow's inputs: files and folders in, each volume read and checked.
 
-`list_inputs` expands folders, `output_paths` names each input's outputs,
+`list_inputs` expands folders, `output_paths` and `spread_path` name each input's outputs,
 and `PreparedVolume` holds what training and imputation need of one input
 (its acquisition on the fine grid, its in-plane pixel size) without keeping
 its voxels in memory; `SliceStacks` reads their training slices on demand.
@@ -24,7 +24,7 @@ from sparselayers.mri import training
 from sparselayers.mri import volume_io
 from sparselayers.mri.slice_profile import SliceProfile
 
-__all__ = ["list_inputs", "output_paths", "resolve_axis", "PreparedVolume", "SliceStacks"]
+__all__ = ["list_inputs", "output_paths", "spread_path", "check_output_names", "resolve_axis", "PreparedVolume", "SliceStacks"]
 
 ANATOMICAL_AXES = {"sagittal": "LR", "coronal": "PA", "axial": "IS"}
 
@@ -49,10 +49,7 @@ def list_inputs(inputs):
 
 
 def output_paths(path, out):
-    """(imputed volume, montage, standard deviation) paths in `out` for the input `path`.
-
-    The standard deviation is written for a sparse VAE model only.
-    """
+    """(imputed volume, montage) paths in `out` for the input `path`."""
 
     suffix = volume_io.volume_suffix(path)
     if suffix is None:
@@ -60,8 +57,34 @@ def output_paths(path, out):
                          f"{', '.join(volume_io.SUFFIXES)}).")
     stem = os.path.basename(path)[:-len(suffix)]
     return (os.path.join(out, f"{stem}_imputed{suffix}"),
-            os.path.join(out, f"{stem}_montage.png"),
-            os.path.join(out, f"{stem}_std{suffix}"))
+            os.path.join(out, f"{stem}_montage.png"))
+
+
+def spread_path(path, out):
+    """The path in `out` of the input's per-voxel standard deviation (sparse VAE models)."""
+    imputed_path, _ = output_paths(path, out)
+    suffix = volume_io.volume_suffix(path)
+    return imputed_path[:-len(suffix) - len("_imputed")] + "_std" + suffix
+
+
+def check_output_names(files, out, montage=True):
+    """input path -> imputed path; ValueError if two outputs clash or one is an input."""
+    outputs, claimed = {}, {}
+    inputs = {os.path.abspath(path): path for path in files}
+    for path in files:
+        imputed_path, montage_path = output_paths(path, out)
+        std_path = spread_path(path, out)
+        for target in (imputed_path, std_path) + ((montage_path,) if montage else ()):
+            key = os.path.abspath(target)
+            if key in inputs:
+                raise ValueError(f"{target}: an output would overwrite an input; choose another "
+                                 "--out.")
+            if key in claimed:
+                raise ValueError(f"{claimed[key]} and {path} would both write {target}: rename "
+                                 "one, or run them into different --out folders.")
+            claimed[key] = path
+        outputs[path] = imputed_path
+    return outputs
 
 
 def resolve_axis(axis, volume):

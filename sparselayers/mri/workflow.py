@@ -14,7 +14,6 @@ Example:
 
 import os
 import shutil
-import zipfile
 import keras
 import numpy as np
 
@@ -23,14 +22,19 @@ from sparselayers.models import variants
 from sparselayers.models.sparse_vae import SparseVAE
 from sparselayers.mri import imputation
 from sparselayers.mri import intensity
+from sparselayers.mri import model_checks
 from sparselayers.mri import montage as montage_module
 from sparselayers.mri import training
 from sparselayers.mri import training_backup
 from sparselayers.mri import volume_io
 from sparselayers.mri.inputs import PreparedVolume
 from sparselayers.mri.inputs import SliceStacks
+from sparselayers.mri.inputs import check_output_names
 from sparselayers.mri.inputs import list_inputs
 from sparselayers.mri.inputs import output_paths
+from sparselayers.mri.inputs import spread_path
+from sparselayers.mri.options import check_options
+from sparselayers.mri.options import check_out_folder
 
 __all__ = ["impute_slices", "train"]
 
@@ -80,8 +84,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                          "give a trained --model, or train (--steps > 0).")
     files = list_inputs(inputs)
     out = str(out)
-    _check_out_folder(out)
-    outputs = _check_output_names(files, out, montage)
+    check_out_folder(out)
+    outputs = check_output_names(files, out, montage)
     # Read and check everything before any training.
     prepared = [PreparedVolume(path, axis, every, key, slice_profile, slice_thickness,
                                resolution) for path in files]
@@ -97,13 +101,13 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     else:
         model_name = str(model) if isinstance(model, (str, os.PathLike)) else model.name
         if isinstance(model, (str, os.PathLike)):
-            model = load_model(model)
+            model = model_checks.load_model(model)
         elif not isinstance(model, keras.Model):
             raise ValueError(f"model must be a keras.Model or a .keras path; received "
                              f"{type(model).__name__}.")
         steps = 0 if steps is None else steps
     for p in prepared:  # before training: every volume must fit the model
-        check_model(model, p, name=model_name)
+        model_checks.check_model(model, p, name=model_name)
         if steps and min(p.slice_shape()) < patch_size:
             raise ValueError(f"{p.path}: its acquired slices are {p.slice_shape()[0]} x "
                              f"{p.slice_shape()[1]} voxels, smaller than --patch-size "
@@ -164,8 +168,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         np.copyto(result, data, where=acquired)
         _check_finite(result, outputs[p.path])
         if spread is not None:
-            _check_finite(spread, paths[2])
-            volume_io.write_volume(paths[2], spread, volume, affine=affine)
+            _check_finite(spread, spread_path(p.path, out))
+            volume_io.write_volume(spread_path(p.path, out), spread, volume, affine=affine)
         volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
         if montage:
             montage_module.write_montage(paths[1], data, acquired, result, p.acquisition)
@@ -174,93 +178,6 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     if steps:
         shutil.rmtree(os.path.join(out, BACKUP_FOLDER), ignore_errors=True)
     return outputs
-
-
-def load_model(path):
-    """A `--model` file loaded; ValueError naming it if it is not a Keras model."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: --model: no such file.")
-    if path.lower().endswith(".keras") and not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: --model is not a .keras file (not a zip archive).")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # zipfile, h5py and Keras raise many kinds
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"{path}: --model is not a readable Keras model "
-                         f"({type(error).__name__}: {reason[:160]}).") from None
-
-
-def check_model(model, prepared, name="model"):
-    """ValueError unless `model` maps ``[image, mask]`` cuts of `prepared` to images.
-
-    The model is called once on one cut of the volume's size (zeros, all
-    rows observed; padded to a fixed input size): it must take two inputs
-    and return a finite image of the cut's shape.
-    """
-    imputation.check_cuts_fit(model, prepared.fine_shape(), prepared.acquisition,
-                              name=prepared.path)
-    if isinstance(model, SparseVAE):
-        if prepared.slice_grid is not None:
-            raise ValueError(f"{prepared.path}: the sparse VAE form imputes point samples only; "
-                             "use the deterministic model for box or Gaussian slice profiles "
-                             "(or --slice-profile point).")
-        return
-    try:
-        inputs = list(model.inputs)
-    except (AttributeError, TypeError, ValueError):
-        inputs = None   # a subclassed model: its call decides
-    if inputs is not None and len(inputs) != 2:
-        raise ValueError(f"--model {name}: takes {len(inputs)} input(s); the workflow's models "
-                         "take [image, mask] (e.g. build_variant('conv-interp-residual')).")
-    fixed = imputation.fixed_input_size(model)
-    shape = prepared.fine_shape()
-    along = shape[prepared.axis]
-    across = max(size for axis, size in enumerate(shape) if axis != prepared.axis)
-    cut = (1, fixed[0] or along, fixed[1] or across, 1)
-    try:
-        output = np.asarray(model([np.zeros(cut, np.float32), np.ones(cut, np.float32)],
-                                  training=False))
-    except Exception as error:  # whatever the model raises
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"--model {name}: cannot map [image, mask] cuts of {cut[1]} x {cut[2]} "
-                         f"voxels to an image ({type(error).__name__}: {reason[:160]}).") from None
-    if output.shape != cut:
-        raise ValueError(f"--model {name}: maps [image, mask] of shape {cut} to shape "
-                         f"{output.shape}, not to an image of the same shape.")
-    if not np.all(np.isfinite(output)):
-        raise ValueError(f"--model {name}: returns NaN or Inf on a blank cut (a diverged "
-                         "training?).")
-
-
-def _check_output_names(files, out, montage):
-    """input path -> imputed path; ValueError if two outputs clash or one is an input."""
-    outputs, claimed = {}, {}
-    inputs = {os.path.abspath(path): path for path in files}
-    for path in files:
-        imputed_path, montage_path, std_path = output_paths(path, out)
-        for target in (imputed_path, std_path) + ((montage_path,) if montage else ()):
-            key = os.path.abspath(target)
-            if key in inputs:
-                raise ValueError(f"{target}: an output would overwrite an input; choose another "
-                                 "--out.")
-            if key in claimed:
-                raise ValueError(f"{claimed[key]} and {path} would both write {target}: rename "
-                                 "one, or run them into different --out folders.")
-            claimed[key] = path
-        outputs[path] = imputed_path
-    return outputs
-
-
-def _check_out_folder(out):
-    """ValueError unless `out` is, or can be made, a writable folder."""
-    existing = os.path.abspath(out)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"{out}: --out names a file ({existing}), not a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{out}: --out cannot be written (no permission on {existing}).")
 
 
 def _check_finite(result, path):
@@ -372,31 +289,6 @@ class _StopAfterSteps(keras.callbacks.Callback):
                              f"was written: lower --learning-rate (now {self.learning_rate:g}).")
         if step >= self.steps:
             self.model.stop_training = True
-
-
-def check_options(**options):
-    """ValueError naming the option (as the command line spells it) at fault.
-
-    Counts (`steps_per_epoch`, `samples`, `filters`, `patch_size`,
-    `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` an
-    int >= 0, `learning_rate` a finite number > 0.
-    """
-    def flag(name):
-        return "--" + name.replace("_", "-")
-
-    for name, value in options.items():
-        if name in ("steps", "seed"):
-            if value is None and name == "steps":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{flag(name)} must be an int >= 0; received {value!r}.")
-        elif name == "learning_rate":
-            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
-                    or not np.isfinite(value) or value <= 0):
-                raise ValueError(f"{flag(name)} must be a finite number > 0; received "
-                                 f"{value!r}.")
-        elif isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{flag(name)} must be a positive int; received {value!r}.")
 
 
 def save_model(model, path):

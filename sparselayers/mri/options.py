@@ -1,0 +1,52 @@
+"""The workflow's option checks, with NumPy only: the command line runs them
+before TensorFlow is imported, so a mistyped option is reported at once.
+
+Example:
+
+>>> check_options(steps=3000, learning_rate=1e-3)
+>>> check_options(patch_size=0)
+Traceback (most recent call last):
+ValueError: --patch-size must be a positive int; received 0.
+"""
+
+import os
+
+import numpy as np
+
+__all__ = ["check_options", "check_out_folder"]
+
+
+def check_options(**options):
+    """ValueError naming the option (as the command line spells it) at fault.
+
+    Counts (`steps_per_epoch`, `samples`, `filters`, `patch_size`,
+    `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` an
+    int >= 0, `learning_rate` a finite number > 0.
+    """
+    def flag(name):
+        return "--" + name.replace("_", "-")
+
+    for name, value in options.items():
+        if name in ("steps", "seed"):
+            if value is None and name == "steps":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{flag(name)} must be an int >= 0; received {value!r}.")
+        elif name == "learning_rate":
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                    or not np.isfinite(value) or value <= 0):
+                raise ValueError(f"{flag(name)} must be a finite number > 0; received "
+                                 f"{value!r}.")
+        elif isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{flag(name)} must be a positive int; received {value!r}.")
+
+
+def check_out_folder(out):
+    """ValueError unless `out` is, or can be made, a writable folder."""
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{out}: --out names a file ({existing}), not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{out}: --out cannot be written (no permission on {existing}).")
