@@ -127,7 +127,8 @@ def main(argv=None):
         options.check_options(
             steps=args.steps, steps_per_epoch=args.steps_per_epoch, samples=args.samples,
             filters=args.filters, patch_size=args.patch_size, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, seed=args.seed)
+            learning_rate=args.learning_rate, seed=args.seed, every=args.every, axis=args.axis)
+        options.check_training(args.model, args.steps)
         options.check_out_folder(args.out)
         console.quiet_command_line()
         from sparselayers.mri.workflow import impute_slices

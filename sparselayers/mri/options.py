@@ -13,7 +13,9 @@ import os
 
 import numpy as np
 
-__all__ = ["check_options", "check_out_folder"]
+__all__ = ["check_options", "check_out_folder", "check_training"]
+
+AXES = ("0", "1", "2", "sagittal", "coronal", "axial")
 
 
 def check_options(**options):
@@ -21,13 +23,24 @@ def check_options(**options):
 
     Counts (`steps_per_epoch`, `samples`, `filters`, `patch_size`,
     `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` an
-    int >= 0, `learning_rate` a finite number > 0.
+    int >= 0, `learning_rate` a finite number > 0, `every` None or an int
+    >= 2, `axis` None, 0, 1, 2 or an anatomical name.
     """
     def flag(name):
         return "--" + name.replace("_", "-")
 
     for name, value in options.items():
-        if name in ("steps", "seed"):
+        if value is None and name in ("every", "axis"):
+            continue
+        if name == "every":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+                raise ValueError(f"--every must be an int >= 2; received {value!r}.")
+        elif name == "axis":
+            integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            if not (integer and -3 <= value <= 2) and str(value).lower() not in AXES:
+                raise ValueError(f"--axis must be 0, 1, 2, sagittal, coronal or axial; received "
+                                 f"{value!r}.")
+        elif name in ("steps", "seed"):
             if value is None and name == "steps":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -50,3 +63,11 @@ def check_out_folder(out):
         raise ValueError(f"{out}: --out names a file ({existing}), not a folder.")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{out}: --out cannot be written (no permission on {existing}).")
+
+
+def check_training(model, steps):
+    """ValueError for ``--steps 0`` without a trained ``--model``: it would write an
+    untrained model's output."""
+    if model is None and steps == 0:
+        raise ValueError("--steps 0 without --model would write an untrained model's output; "
+                         "give a trained --model, or train (--steps > 0).")

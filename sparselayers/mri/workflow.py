@@ -35,6 +35,7 @@ from sparselayers.mri.inputs import output_paths
 from sparselayers.mri.inputs import spread_path
 from sparselayers.mri.options import check_options
 from sparselayers.mri.options import check_out_folder
+from sparselayers.mri.options import check_training
 
 __all__ = ["impute_slices", "train"]
 
@@ -76,12 +77,10 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     """
     check_options(steps=steps, steps_per_epoch=steps_per_epoch, samples=samples,
                   filters=filters, patch_size=patch_size, batch_size=batch_size,
-                  learning_rate=learning_rate, seed=seed)
+                  learning_rate=learning_rate, seed=seed, every=every, axis=axis)
     if variant not in VARIANTS:
         raise ValueError(f"--variant must be {' or '.join(VARIANTS)}; received {variant!r}.")
-    if model is None and steps == 0:
-        raise ValueError("--steps 0 without --model would write an untrained model's output; "
-                         "give a trained --model, or train (--steps > 0).")
+    check_training(model, steps)
     files = list_inputs(inputs)
     out = str(out)
     check_out_folder(out)
