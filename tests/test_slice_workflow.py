@@ -631,6 +631,9 @@ def test_header_codes_are_kept_on_a_refined_grid(tmp_path):
     image = nibabel.Nifti1Image(thick.astype(np.float32), affine)
     image.set_qform(affine, 1)
     image.set_sform(affine, 1)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header.set_intent("estimate", name="T1w")
+    image.header["descrip"] = b"thick T1"
     nibabel.save(image, str(tmp_path / "thick.nii.gz"))
     for profile in ("point", "box"):
         out = tmp_path / f"out_{profile}"
@@ -639,6 +642,11 @@ def test_header_codes_are_kept_on_a_refined_grid(tmp_path):
                                     montage=False, slice_profile=profile)
         header = nibabel.load(written[str(tmp_path / "thick.nii.gz")]).header
         assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1), profile
+        # Intent, units and description too: only the slice column and the type change.
+        assert header.get_xyzt_units() == ("mm", "sec"), profile
+        assert header.get_intent()[0] == "estimate" and header.get_intent()[2] == "T1w"
+        assert header["descrip"] == b"thick T1", profile
+        assert header.get_data_dtype() == np.float32
 
 
 def test_module_functions_refuse_bad_counts():

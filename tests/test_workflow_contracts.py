@@ -31,7 +31,6 @@ import keras  # noqa: E402
 import sparselayers  # noqa: E402
 from sparselayers import mri  # noqa: E402
 from sparselayers.mri import cli  # noqa: E402
-from sparselayers.mri import training_backup  # noqa: E402
 
 SHAPE = (20, 22, 24)
 
@@ -184,6 +183,14 @@ def test_magnitude_images_get_no_negative_voxels(tmp_path):
     result = nibabel.load(written[path]).get_fdata(dtype=np.float32)
     assert result.min() == 0 and np.count_nonzero(result[:, :, ~kept] == 0) > 0
     np.testing.assert_array_equal(result[:, :, kept], volume[:, :, kept])
+    # The case: uint8 voxels with a scale slope (all acquired >= 0).
+    image = nibabel.Nifti1Image(np.round(volume / 4).astype(np.uint8), np.eye(4))
+    image.header.set_slope_inter(4.0, 0.0)
+    path = str(tmp_path / "unsigned.nii.gz")
+    nibabel.save(image, path)
+    written = mri.impute_slices([path], tmp_path / "out_uint8", model=_negative_model(-3.0),
+                                verbose=0, montage=False)
+    assert nibabel.load(written[path]).get_fdata().min() == 0
     # A signed image (acquired voxels < 0) keeps negative values.
     signed = volume - 200 * (volume != 0)
     path = _write(tmp_path / "signed.nii.gz", signed)
@@ -398,6 +405,8 @@ def test_sigkill_during_the_backup_write_resumes_from_the_previous_backup(scan, 
 
 
 def test_backup_keeps_the_previous_one_until_the_new_one_is_complete(tmp_path):
+    from sparselayers.mri import training_backup
+
     model = sparselayers.build_variant("conv-interp-residual", (None, None, 1), filters=2)
     model.compile(keras.optimizers.Adam(1e-3), loss="mse")
     backup = training_backup.TrainingBackup(tmp_path / "backup", {"--seed": 0})
