@@ -11,6 +11,7 @@ nibabel = pytest.importorskip("nibabel")
 
 from sparselayers import mri  # noqa: E402
 from sparselayers.mri import volume_io  # noqa: E402
+from training_hooks import fit_callbacks  # noqa: E402
 
 
 def smooth_volume(shape, seed):
@@ -228,18 +229,9 @@ def test_resume_continues_from_the_backup(two_volumes, tmp_path):
             if epoch == 0:
                 raise KeyboardInterrupt
 
-    original_fit = keras.Model.fit
-
-    def stopping_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=list(callbacks) + [Stop()], **kwargs)
-
-    keras.Model.fit = stopping_fit
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            mri.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
-                              patch_size=16, filters=4, verbose=0)
-    finally:
-        keras.Model.fit = original_fit
+    with fit_callbacks(last=[Stop()]), pytest.raises(KeyboardInterrupt):
+        mri.impute_slices([inputs], out, steps=20, steps_per_epoch=10,
+                          patch_size=16, filters=4, verbose=0)
     assert (out / "training_backup").exists()
     assert not list(out.glob("*_imputed.nii.gz"))
     with pytest.raises(ValueError, match="--resume"):
@@ -251,15 +243,9 @@ def test_resume_continues_from_the_backup(two_volumes, tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             epochs_run.append(epoch)
 
-    def counting_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=list(callbacks) + [Count()], **kwargs)
-
-    keras.Model.fit = counting_fit
-    try:
+    with fit_callbacks(last=[Count()]):
         mri.impute_slices([inputs], out, steps=20, steps_per_epoch=10, resume=True,
                           patch_size=16, filters=4, verbose=0, montage=False)
-    finally:
-        keras.Model.fit = original_fit
     assert epochs_run == [1]  # epoch 0 came from the backup
     assert len(list(out.glob("*_imputed.nii.gz"))) == 2
     assert not (out / "training_backup").exists()
@@ -575,17 +561,9 @@ def test_steps_trains_exactly_that_many_steps(two_volumes, tmp_path):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(batch)
 
-    original_fit = keras.Model.fit
-
-    def counting_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=list(callbacks) + [Count()], **kwargs)
-
-    keras.Model.fit = counting_fit
-    try:
+    with fit_callbacks(last=[Count()]):
         mri.impute_slices([inputs], tmp_path / "out", steps=7, steps_per_epoch=5,
                           patch_size=12, filters=2, verbose=0, montage=False)
-    finally:
-        keras.Model.fit = original_fit
     assert seen == [0, 1, 2, 3, 4, 0, 1]  # 5 + 2, not 10
 
 
@@ -607,20 +585,11 @@ def test_diverged_training_writes_nothing(tmp_path):
             bias = self.model.get_layer("correction").bias
             bias.assign(np.full(bias.shape, np.nan, np.float32))
 
-    original_fit = keras.Model.fit
-
-    def poisoned_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=[Poison()] + list(callbacks), **kwargs)
-
     out = tmp_path / "out"
-    keras.Model.fit = poisoned_fit
-    try:
-        with pytest.raises(ValueError,
-                           match=r"training diverged at step 1 .*lower --learning-rate"):
-            mri.impute_slices([tmp_path / "a.nii.gz"], out, model=model, steps=30,
-                              steps_per_epoch=10, patch_size=12, verbose=0)
-    finally:
-        keras.Model.fit = original_fit
+    with fit_callbacks(first=[Poison()]), pytest.raises(
+            ValueError, match=r"training diverged at step 1 .*lower --learning-rate"):
+        mri.impute_slices([tmp_path / "a.nii.gz"], out, model=model, steps=30,
+                          steps_per_epoch=10, patch_size=12, verbose=0)
     assert not list(out.glob("*_imputed*")) and not (out / "model.keras").exists()
 
 

@@ -31,6 +31,7 @@ import keras  # noqa: E402
 import sparselayers  # noqa: E402
 from sparselayers import mri  # noqa: E402
 from sparselayers.mri import cli  # noqa: E402
+from training_hooks import fit_callbacks  # noqa: E402
 
 SHAPE = (20, 22, 24)
 
@@ -227,17 +228,8 @@ def _stopped_run(scan, out, **options):
             if epoch == 0:
                 raise KeyboardInterrupt
 
-    original_fit = keras.Model.fit
-
-    def stopping_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=list(callbacks) + [Stop()], **kwargs)
-
-    keras.Model.fit = stopping_fit
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            mri.impute_slices([scan], out, **{**FAST, **options})
-    finally:
-        keras.Model.fit = original_fit
+    with fit_callbacks(last=[Stop()]), pytest.raises(KeyboardInterrupt):
+        mri.impute_slices([scan], out, **{**FAST, **options})
 
 
 def test_resume_with_other_settings_names_the_setting(scan, tmp_path):
@@ -273,18 +265,10 @@ def test_a_diverged_training_keeps_the_last_good_backup(scan, tmp_path):
                 bias = self.model.get_layer("correction").bias
                 bias.assign(np.full(bias.shape, np.nan, np.float32))
 
-    original_fit = keras.Model.fit
-
-    def poisoned_fit(self, *args, callbacks=(), **kwargs):
-        return original_fit(self, *args, callbacks=[Poison()] + list(callbacks), **kwargs)
-
     out = tmp_path / "out"
-    keras.Model.fit = poisoned_fit
-    try:
-        with pytest.raises(ValueError, match="training diverged at step 3 .*--learning-rate"):
-            mri.impute_slices([scan], out, **FAST)
-    finally:
-        keras.Model.fit = original_fit
+    with fit_callbacks(first=[Poison()]), pytest.raises(
+            ValueError, match="training diverged at step 3 .*--learning-rate"):
+        mri.impute_slices([scan], out, **FAST)
     assert not list(out.glob("*_imputed*")) and not (out / "model.keras").exists()
     state = json.loads((out / mri.workflow.BACKUP_FOLDER / "state.json").read_text())
     assert state["epoch"] == 1
