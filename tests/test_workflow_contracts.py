@@ -120,6 +120,13 @@ def test_a_damaged_gzip_volume_is_refused(scan, tmp_path):
         gzip.decompress(bytes(compressed))     # gzip itself refuses the file
     with pytest.raises(ValueError, match=r"damaged\.nii\.gz: not a readable volume \(damaged"):
         mri.read_volume(damaged)
+    # .npz members carry a CRC that zipfile checks: refused too.
+    np.savez_compressed(tmp_path / "scan.npz", volume=_volume()[0])
+    archive = bytearray((tmp_path / "scan.npz").read_bytes())
+    archive[len(archive) // 2] ^= 0x10
+    (tmp_path / "damaged.npz").write_bytes(bytes(archive))
+    with pytest.raises(ValueError, match=r"damaged\.npz: not a readable volume .*CRC"):
+        mri.read_volume(tmp_path / "damaged.npz")
 
 
 def test_a_single_acquired_slice_is_named_as_such(tmp_path):

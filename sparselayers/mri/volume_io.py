@@ -125,6 +125,8 @@ def _check_gzip(path):
     nibabel reads only the bytes it needs and never checks them, so one
     flipped bit in a ``.nii.gz`` gives wrong voxels without a word. Python's
     gzip checks each member's CRC-32 at its end (one pass, 16 MiB at a time).
+    (``.npz`` needs no such pass: `zipfile` checks each member's CRC-32 as
+    NumPy reads it.)
     """
     import gzip
     import zlib
