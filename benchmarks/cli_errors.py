@@ -20,6 +20,8 @@ import zipfile
 
 import numpy as np
 
+FAST = ["--steps", "6", "--steps-per-epoch", "3", "--patch-size", "16", "--quiet"]
+
 
 def make_files(folder):
     import nibabel
@@ -65,8 +67,38 @@ def make_files(folder):
     return paths
 
 
+# Trains a few steps and is killed right after its first backup: a stopped run.
+STOPPED_RUN = """
+import os, signal, sys
+from sparselayers.mri import cli, training_backup
+
+original_save = training_backup.TrainingBackup.save
+
+def save(self, model, epoch):
+    original_save(self, model, epoch)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+training_backup.TrainingBackup.save = save
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def make_backups(paths, folder, fast):
+    """Two stopped runs' outputs: one to resume with other settings, one with a
+    truncated weights file."""
+    for name in ("stopped", "truncated"):
+        out = os.path.join(folder, name)
+        subprocess.run([sys.executable, "-c", STOPPED_RUN, paths["scan"], "--out", out, *fast],
+                       capture_output=True, timeout=600)
+        paths[name] = out
+    backup = os.path.join(paths["truncated"], "training_backup")
+    weights = [name for name in os.listdir(backup) if name.endswith(".weights.h5")][0]
+    with open(os.path.join(backup, weights), "r+b") as handle:
+        handle.truncate(200)
+
+
 def mistakes(paths, folder):
-    fast = ["--steps", "5", "--steps-per-epoch", "5", "--patch-size", "16", "--quiet"]
+    fast = FAST
     scan, out = paths["scan"], os.path.join(folder, "out")
     return [
         ("--learning-rate nan", [scan, "--out", out, *fast, "--learning-rate", "nan"]),
@@ -97,6 +129,10 @@ def mistakes(paths, folder):
         ("a single acquired slice", [paths["one_slice"], "--out", out, *fast]),
         ("--resume, backup of another format", [scan, "--out", paths["old_backup"], *fast,
                                                 "--resume"]),
+        ("--resume, backup with other settings", [scan, "--out", paths["stopped"], *fast,
+                                                  "--resume", "--patch-size", "12"]),
+        ("--resume, truncated backup weights", [scan, "--out", paths["truncated"], *fast,
+                                                "--resume"]),
         ("--axis 5", [scan, "--out", out, *fast, "--axis", "5"]),
         ("--every 1", [scan, "--out", out, *fast, "--every", "1"]),
     ]
@@ -113,6 +149,7 @@ def main():
     folder = tempfile.mkdtemp(prefix="cli_errors_")
     try:
         paths = make_files(folder)
+        make_backups(paths, folder, FAST)
         print(f"{'mistake':38s} exit lines  seconds  message")
         worst = 0.0
         for name, argv in mistakes(paths, folder):

@@ -172,6 +172,29 @@ def test_patch_size_larger_than_the_slices_is_refused_before_training(scan, tmp_
     assert "20 x 22 voxels, smaller than --patch-size 64" in lines[0]
 
 
+def test_a_read_only_out_is_refused_before_training(scan, tmp_path, monkeypatch):
+    # The case failed with PermissionError at the first backup, after
+    # the whole training. A real read-only folder where the OS enforces it
+    # (not for root, who may write anywhere), and the check itself always.
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.geteuid() != 0:
+            status, lines = _run_main([scan, "--out", folder / "out", "--quiet"])
+            assert status == 2 and len(lines) == 1 and "cannot be written" in lines[0]
+    finally:
+        folder.chmod(0o755)
+    from sparselayers.mri import options
+
+    real_access = os.access
+    monkeypatch.setattr(options.os, "access", lambda path, mode: (
+        False if str(path) == str(folder) else real_access(path, mode)))
+    status, lines = _run_main([scan, "--out", folder / "out", "--quiet"])
+    assert status == 2 and len(lines) == 1
+    assert f"no permission on {folder}" in lines[0]
+
+
 # --- outputs: magnitude images stay non-negative ---------------------------------------------
 
 
