@@ -63,6 +63,12 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         variant: "conv-interp-residual" or "conv-interp-residual-vae".
         samples: posterior draws per cut when the model is a `SparseVAE`.
         steps: training steps; default 3000 for a new model, 0 for a given one.
+        seed: of the training patches and, for a new model, of its initial
+            weights (`keras.utils.set_random_seed`, which seeds Python's,
+            NumPy's and TensorFlow's global generators): the same seed and
+            inputs give the same model and output on the same machine.
+        resume: continue a stopped training from ``out/training_backup``
+            (`training_backup`); it ends as an uninterrupted run would.
         slice_profile: "point", "box" or "gaussian"; None: "box" for thick
             voxels in the header, "point" for missing slices stored as zero
             slices (`sparselayers.mri.slice_profile`).
