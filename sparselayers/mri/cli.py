@@ -36,8 +36,8 @@ Training saves a backup every ``--steps-per-epoch`` steps, atomically
 (`sparselayers.mri.training_backup`); after an interruption (Ctrl-C: exit
 status 130, or a kill), the same command with ``--resume`` continues from
 it and ends with the model an uninterrupted run would have trained; a
-backup made with other settings is refused, naming the setting. `sparselayers.mri.workflow.impute_slices` is the same
-from Python.
+backup made with other settings is refused, naming the setting.
+`sparselayers.mri.workflow.impute_slices` is the same from Python.
 """
 
 import argparse

@@ -1,9 +1,10 @@
 """The workflow's inputs: files and folders in, each volume read and checked.
 
-`list_inputs` expands folders, `output_paths` and `spread_path` name each input's outputs,
-and `PreparedVolume` holds what training and imputation need of one input
-(its acquisition on the fine grid, its in-plane pixel size) without keeping
-its voxels in memory; `SliceStacks` reads their training slices on demand.
+`list_inputs` expands folders, `output_paths` and `spread_path` name each
+input's outputs (`check_output_names` refuses clashes), and `PreparedVolume`
+holds what training and imputation need of one input (its acquisition on the
+fine grid, its in-plane pixel size) without keeping its voxels in memory;
+`SliceStacks` reads their training slices on demand.
 
 Example:
 
@@ -24,7 +25,8 @@ from sparselayers.mri import training
 from sparselayers.mri import volume_io
 from sparselayers.mri.slice_profile import SliceProfile
 
-__all__ = ["list_inputs", "output_paths", "spread_path", "check_output_names", "resolve_axis", "PreparedVolume", "SliceStacks"]
+__all__ = ["list_inputs", "output_paths", "spread_path", "check_output_names", "resolve_axis",
+           "PreparedVolume", "SliceStacks"]
 
 ANATOMICAL_AXES = {"sagittal": "LR", "coronal": "PA", "axial": "IS"}
 

@@ -13,7 +13,7 @@ Example:
 """
 
 import os
-import shutil
+
 import keras
 import numpy as np
 
@@ -120,15 +120,16 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     settings = {"inputs": [os.path.abspath(p.path) for p in prepared],
                 "samplings": [repr(p.sampling) for p in prepared], "--model": model_name,
                 "--filters": filters}
+    backup = training_backup.TrainingBackup(
+        os.path.join(out, BACKUP_FOLDER),
+        training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
+                          learning_rate, seed))
     if steps:
-        training_backup.TrainingBackup(
-            os.path.join(out, BACKUP_FOLDER),
-            training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
-                              learning_rate, seed)).check(resume)
+        backup.check(resume)
     os.makedirs(out, exist_ok=True)
     if steps:
         train(model, prepared, out, steps, steps_per_epoch, resume, patch_size,
-              batch_size, learning_rate, seed, verbose, settings=settings, keep_backup=True)
+              batch_size, learning_rate, seed, verbose, backup=backup)
         save_model(model, os.path.join(out, "model.keras"))
 
     for p in prepared:
@@ -144,7 +145,7 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                 model, np.compress(p.acquisition.acquired, scaled, axis=p.axis), p.slice_grid,
                 verbose=console.progress_verbosity(not verbose), minimum=minimum)
             result = intensity.denormalize(result, scale)
-            if magnitude:
+            if magnitude:   # the bound, kept through the unscaling's rounding
                 np.maximum(result, 0, out=result)
             _check_finite(result, outputs[p.path])
             volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
@@ -180,8 +181,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             montage_module.write_montage(paths[1], data, acquired, result, p.acquisition)
         if verbose:
             print(f"wrote {outputs[p.path]}")
-    if steps:
-        shutil.rmtree(os.path.join(out, BACKUP_FOLDER), ignore_errors=True)
+    # Only now: a run stopped while imputing resumes without training again.
+    backup.remove()
     return outputs
 
 
@@ -207,21 +208,21 @@ def describe(prepared):
 
 
 def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batch_size,
-          learning_rate, seed, verbose, settings=None, keep_backup=False):
+          learning_rate, seed, verbose, settings=None, backup=None):
     """Fits `model` on the acquired slices of the prepared volumes, with backups.
 
     A backup is written after every epoch (`training_backup.TrainingBackup`,
     in ``out/training_backup``); with `resume`, the training continues from
     it, on the batches an uninterrupted training would have seen, so that it
     ends with the same model. The backup is deleted when training completes,
-    unless `keep_backup`.
+    unless the caller gave it.
 
     Args:
         settings: a dict of what else determines the training (inputs,
             model), recorded in the backup beside the arguments here.
-        keep_backup: keep the last backup (`impute_slices` deletes it once
-            every output is written, so that a run stopped while imputing
-            resumes without training again).
+        backup: a checked `training_backup.TrainingBackup` to use and keep
+            (`impute_slices` deletes it once every output is written); None
+            makes and checks one in ``out/training_backup``.
 
     Raises:
         ValueError: if a backup exists without `resume`, if the backup was
@@ -229,11 +230,13 @@ def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batc
             the training diverges (nothing is written; the last good backup
             is kept).
     """
-    backup = training_backup.TrainingBackup(
-        os.path.join(out, BACKUP_FOLDER),
-        training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
-                          learning_rate, seed))
-    backup.check(resume)
+    owned = backup is None
+    if owned:
+        backup = training_backup.TrainingBackup(
+            os.path.join(out, BACKUP_FOLDER),
+            training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
+                              learning_rate, seed))
+        backup.check(resume)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
     if isinstance(model, SparseVAE):  # its own loss, eq. 9, on triples
         model.compile(keras.optimizers.Adam(schedule))
@@ -258,7 +261,7 @@ def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batc
                   callbacks=[_StopAfterSteps(steps, steps_per_epoch, learning_rate),
                              backup.callback()],
                   verbose=console.progress_verbosity(not verbose))
-    if not keep_backup:
+    if owned:
         backup.remove()
 
 
