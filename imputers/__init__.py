@@ -5,6 +5,8 @@
 * `VectorFieldImputer`: the same, holding the model and reference data, with
   SavedModel export.
 * `mean_fill`, `knn_fill`, `noise_fill`: initial fillings.
+* `train_denoising_autoencoder`: a training recipe for a user's own
+  auto-encoder so that the ascent works from noise, mean and k-NN starts.
 * `fit_dip`: Deep Image Prior fitting (`stacked_network`: one model running
   a separate copy of a network per image).
 * `metrics`: `ssim`, `psnr`, `masked_mse`.
@@ -14,6 +16,7 @@ from sparselayers import __version__  # one version for the distribution
 from imputers import metrics
 from imputers import stacked_network
 from imputers.deep_image_prior import fit_dip
+from imputers.denoising_training import train_denoising_autoencoder
 from imputers.initialization import knn_fill
 from imputers.initialization import mean_fill
 from imputers.initialization import noise_fill
@@ -35,9 +38,11 @@ __all__ = [
     "noise_fill",
     "pseudo_gibbs",
     "stacked_network",
+    "train_denoising_autoencoder",
     "vector_field_ascent",
     "autoencoder",
     "deep_image_prior",
+    "denoising_training",
     "initialization",
     "vector_field",
     "vector_field_imputer",
