@@ -21,6 +21,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow log lines, as the commands
+
+from sparselayers import console  # noqa: E402
+
+console.import_tensorflow_quietly()  # its load-time lines too
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -15,7 +15,11 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow log lines, as the commands
+
+from sparselayers import console  # noqa: E402
+
+console.import_tensorflow_quietly()  # its load-time lines too
 
 import numpy as np  # noqa: E402
 

@@ -17,15 +17,20 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow log lines, as the commands
+
+from sparselayers import console  # noqa: E402
+
+console.import_tensorflow_quietly()  # its load-time lines too
 
 import numpy as np  # noqa: E402
 
 import imputers  # noqa: E402
 from sparselayers import masks  # noqa: E402
 import mnist_split  # noqa: E402  (benchmarks/mnist_split.py)
+from progress import stage  # noqa: E402  (benchmarks/progress.py)
 from table1_vector_field_mnist import (  # noqa: E402
-    KNN_SHARE, NOISE, STEP_SIZES, choose_stopping_rule, train_denoising_autoencoder)
+    STEP_SIZES, choose_stopping_rule, train_autoencoder)
 
 
 def main(argv=None):
@@ -54,15 +59,13 @@ def main(argv=None):
     for size in args.sizes:
         started = time.time()
         epochs = fit_size * args.passes // (size * args.draws)
-        model = train_denoising_autoencoder(
-            train[:size], noise=NOISE, knn_share=KNN_SHARE, draws=args.draws, epochs=epochs,
-            seed=args.seed)
+        model = train_autoencoder(train[:size], args.draws, epochs, args.seed)
         (step_size, steps), ours = choose_stopping_rule(
             model, validation, validation_mask, train, "knn", STEP_SIZES, args.seed)
         knn = imputers.knn_fill(validation_sparse, validation_mask, train[:size], k=5).numpy()
         rows.append((size, epochs, ours, step_size, steps,
                      float(np.mean(imputers.metrics.ssim(knn, validation)))))
-        print(f"{size} images: {time.time() - started:.0f} s", flush=True)
+        stage(f"{size} images: trained and scored in {time.time() - started:.0f} s")
 
     print(f"\nValidation SSIM (training images 55,000-{54999 + len(validation)}, 13x13 patch) by "
           "training-set size")

@@ -161,10 +161,18 @@ def test_offline_mnist_is_one_clear_sentence(monkeypatch):
     assert "\n" not in message
 
 
-def test_a_benchmark_without_its_data_exits_non_zero(tmp_path):
+@pytest.mark.parametrize("script", ["fig4a_sparse_dense_projection.py",
+                                    "table1_vector_field_mnist.py"])
+def test_a_benchmark_without_its_data_exits_non_zero_without_tensorflow_logs(script, tmp_path):
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("TF_CPP_MIN_LOG_LEVEL", "SPARSELAYERS_TF_LOGS")}
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "fig4a_sparse_dense_projection.py"),
+        [sys.executable, os.path.join(ROOT, "benchmarks", script),
          "--mnist", str(tmp_path / "absent")], capture_output=True, text=True, cwd=tmp_path,
-        timeout=300)
+        timeout=300, env=environment)
     assert result.returncode != 0
     assert "not found" in result.stderr and "--mnist" in result.stderr
+    # No TensorFlow C++ log line (absl's "I0000 ...", "E0000 ... oneDNN ...").
+    logs = [line for line in (result.stdout + result.stderr).splitlines()
+            if re.match(r"[IWEF]\d{4} ", line) or "absl::InitializeLog" in line]
+    assert not logs, logs
