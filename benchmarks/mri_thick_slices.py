@@ -23,7 +23,8 @@ its header. The fine voxels of that slab are the truth.
   three acquisitions (two each: 6 mm axial, 4 mm axial, 6 mm coronal box
   slices), restored (a) in one run, one model trained on every acquisition,
   and (b) in one run per acquisition, a model each (three times the
-  training); ``--axes`` does not apply.
+  training at the same --steps; ``--mixed one|each`` runs one of them);
+  ``--axes`` does not apply.
 
 Baselines through the slice centres onto the same fine grid (constant beyond
 the first and last centres): linear, cubic spline (not-a-knot), PCHIP and
@@ -32,7 +33,8 @@ MSE, PSNR (peak 1), SSIM (scikit-image, 2-D over the fine slices, data range 1).
 
     python benchmarks/mri_thick_slices.py                     # every case, all axes
     python benchmarks/mri_thick_slices.py --axes 2 --steps 2000 --cases cohort-self,single-box
-    python benchmarks/mri_thick_slices.py --cases cohort-mixed
+    python benchmarks/mri_thick_slices.py --cases cohort-mixed --steps 1500
+    python benchmarks/mri_thick_slices.py --cases cohort-mixed --steps 4500 --mixed one
 """
 
 import argparse

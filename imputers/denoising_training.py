@@ -221,11 +221,12 @@ def _training_batches(images, prefilled, batch_size, seed):
             raise ValueError("train_denoising_autoencoder: with a stream of batches, give the "
                              "prefilled images in the stream, as (clean, prefilled) pairs.")
         if not isinstance(images, tf.data.Dataset):  # an iterator of batches: read once
-            first = next(images)
+            batches = images
+            first = next(batches)
             signature = tf.nest.map_structure(
                 lambda part: tf.TensorSpec((None,) + np.shape(part)[1:], tf.float32), first)
             images = tf.data.Dataset.from_generator(
-                lambda: itertools.chain([first], images), output_signature=signature)
+                lambda: itertools.chain([first], batches), output_signature=signature)
         length = int(images.cardinality())  # < 0: endless or unknown
         return images.map(_pair_with_target), (length if length > 0 else None)
     images = np.asarray(images, np.float32)
@@ -251,15 +252,9 @@ def _training_batches(images, prefilled, batch_size, seed):
     return dataset.batch(batch_size).map(_pair_with_target).prefetch(2), -(-len(images) // batch_size)
 
 
-def _pair_with_target(*batch):
-    if len(batch) == 1:
-        batch = batch[0]
-    clean = batch[0] if isinstance(batch, (list, tuple)) else batch
-    return batch, clean
-
-
-def _as_tuple(batch, clean):
-    return tuple(batch), clean
+def _pair_with_target(*parts):
+    """(inputs, target): the inputs as given (clean, or (clean, prefilled)), the clean images."""
+    return (parts if len(parts) > 1 else parts[0]), parts[0]
 
 
 def train_denoising_autoencoder(model, images, prefilled=None, epochs=10, batch_size=128,
@@ -348,7 +343,5 @@ def train_denoising_autoencoder(model, images, prefilled=None, epochs=10, batch_
     schedule = keras.optimizers.schedules.ExponentialDecay(
         learning_rate, max(1, epochs * steps), final_learning_rate / learning_rate)
     trainer.compile(keras.optimizers.Adam(schedule), loss)
-    if isinstance(inputs_spec, tuple):
-        dataset = dataset.map(_as_tuple)
     return trainer.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch,
                        verbose=verbose, shuffle=False)
