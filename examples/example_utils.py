@@ -108,7 +108,8 @@ def save_grid(path, rows, titles, vmax=1.0, title=None):
     import matplotlib.pyplot as plt
 
     count = len(rows[0])
-    figure, axes = plt.subplots(len(rows), count, figsize=(1.2 * count, 1.3 * len(rows)),
+    # A left margin wide enough for the row labels, written horizontally.
+    figure, axes = plt.subplots(len(rows), count, figsize=(1.2 * count + 1.8, 1.3 * len(rows)),
                                 squeeze=False)
     for row, images in enumerate(rows):
         for column in range(count):
@@ -116,9 +117,10 @@ def save_grid(path, rows, titles, vmax=1.0, title=None):
             axis.imshow(images[column, ..., 0], cmap="gray", vmin=0, vmax=vmax)
             axis.set_xticks([])
             axis.set_yticks([])
-        axes[row, 0].set_ylabel(titles[row], fontsize=8)
+        axes[row, 0].set_ylabel(titles[row], fontsize=11, rotation=0, ha="right", va="center",
+                                labelpad=8)
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure.savefig(path, dpi=120)

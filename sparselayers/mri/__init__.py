@@ -3,6 +3,8 @@
 One concept a module, in the order of the workflow:
 
 * `volume_io`: reading and writing NIfTI / MGH / NumPy volumes.
+* `dicom`: folders of DICOM series converted to NIfTI by dcm2niix.
+* `bids`: a BIDS dataset in, a BIDS derivatives dataset out (`impute_bids`).
 * `acquisition`: which slices were acquired, along which axis (`find_acquisition`).
 * `intensity`: robust scaling to about [0, 1] (`normalize`, `denormalize`).
 * `slice_profile`: how a slice averages the tissue across its thickness
@@ -14,8 +16,9 @@ One concept a module, in the order of the workflow:
   from it on the same batches.
 * `imputation`: filling a volume with a trained model (`impute_volume`,
   `sample_volume`), restoring a thick-slice volume (`restore_volume`).
-* `inputs`, `options`, `model_checks`, `montage`, `workflow`: the workflow on
-  files (`impute_slices`).
+* `inputs`, `options`, `model_checks`, `montage`, `volume_outputs`, `workflow`:
+  the workflow on files (`impute_slices`).
+* `report`: the run's quality-control page, ``report.html``.
 * `cli`: the ``sparselayers-impute-slices`` command.
 
 Example:
@@ -30,6 +33,7 @@ from sparselayers import console
 # that --help does not wait for TensorFlow (see `sparselayers.console`).
 if not console.running_a_command():
     from sparselayers.mri import cli
+    from sparselayers.mri.bids import impute_bids
     from sparselayers.mri.acquisition import Acquisition
     from sparselayers.mri.acquisition import find_acquisition
     from sparselayers.mri.acquisition import refine_thick_slices
@@ -62,18 +66,23 @@ __all__ = [
     "read_volume",
     "write_volume",
     "impute_slices",
+    "impute_bids",
     "acquisition",
+    "bids",
     "cli",
+    "dicom",
     "imputation",
     "inputs",
     "intensity",
     "model_checks",
     "montage",
     "options",
+    "report",
     "slice_grid",
     "slice_profile",
     "training",
     "training_backup",
     "volume_io",
+    "volume_outputs",
     "workflow",
 ]

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Acquisition", "find_acquisition", "refine_thick_slices"]
+__all__ = ["Acquisition", "find_acquisition", "refine_thick_slices", "has_thick_or_missing_slices"]
 
 @dataclasses.dataclass
 class Acquisition:
@@ -148,6 +148,20 @@ def find_acquisition(volume, zooms=None, axis=None, every=None, name="volume"):
             f"{name}: acquired slices along axis {axis} are {spacing} apart (median), not "
             f"every={every}.")
     return Acquisition(axis, acquired, spacing)
+
+
+def has_thick_or_missing_slices(volume, zooms=None):
+    """Whether `find_acquisition` would find an acquisition in the volume: thick
+    voxels in the header, or constant slices between acquired ones along an axis
+    (a fully sampled volume, blank slices at its edges included, has none)."""
+    if _thick_axis(zooms) is not None:
+        return True
+    volume = np.asarray(volume)
+    for axis in range(volume.ndim):
+        positions = np.flatnonzero(~_constant_slices(volume, axis))
+        if len(positions) >= 2 and np.diff(positions).max() >= 2:
+            return True
+    return False
 
 
 def _check_axis(axis, name):

@@ -2,9 +2,12 @@
 
     sparselayers-impute-slices scans/*.nii.gz --out imputed/
     sparselayers-impute-slices new_scan.nii.gz --model imputed/model.keras --out more/
+    sparselayers-impute-slices --bids /data/study --out /data/study/derivatives/sparselayers
 
-reads a collection of volumes, each acquired every n-th slice (missing slices
-stored as zero/constant slices, or thick voxels in the header), trains one
+reads a collection of volumes (NIfTI, MGH, NumPy, or folders of DICOM
+series, converted by dcm2niix into ``<out>/converted/``), each acquired every
+n-th slice (missing slices stored as zero/constant slices, or thick voxels in
+the header), trains one
 model on all their acquired slices (`sparselayers.mri.training`), each
 degraded as its own scan was acquired, and writes for every input, in the
 output folder:
@@ -23,6 +26,10 @@ output folder:
   linearly interpolated / imputed, or for thick slices acquired (thick) /
   cubic interpolation / restored (when matplotlib is installed);
 * ``model.keras``: the trained model, for ``--model`` on new scans;
+* ``report.html``: one self-contained quality-control page for the run
+  (`sparselayers.mri.report`): the settings, the training loss curve, and
+  per volume its detected acquisition and three orthogonal planes of
+  acquired / interpolation / imputed (``--no-report``: none);
 * with ``--variant conv-interp-residual-vae`` (a sparse VAE), also
   ``<name>_std<suffix>``: the per-voxel standard deviation of ``--samples``
   posterior imputations (their mean is the imputed volume).
@@ -37,10 +44,13 @@ Training saves a backup every ``--steps-per-epoch`` steps, atomically
 status 130, or a kill), the same command with ``--resume`` continues from
 it and ends with the model an uninterrupted run would have trained; a
 backup made with other settings is refused, naming the setting.
-`sparselayers.mri.workflow.impute_slices` is the same from Python.
+`sparselayers.mri.workflow.impute_slices` is the same from Python. With
+``--bids ROOT``, the inputs are a BIDS dataset's anatomical images and the
+output folder becomes a BIDS derivatives dataset (`sparselayers.mri.bids`).
 """
 
 import argparse
+import functools
 import sys
 
 from sparselayers import console  # TensorFlow is imported later: --help stays fast
@@ -71,12 +81,26 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 def build_parser():
     parser = _OneLineErrorParser(
         prog="sparselayers-impute-slices",
-        description="Fill in the missing slices of thick-slice volumes (NIfTI, MGH, NumPy), "
+        description="Fill in the missing slices of thick-slice volumes (NIfTI, MGH, NumPy, "
+                    "DICOM), "
                     "learning from the collection's own acquired slices.",
         formatter_class=_DefaultsOnceFormatter)
-    parser.add_argument("inputs", nargs="+",
-                        help="volume files (.nii, .nii.gz, .mgz, .npy, .npz) or folders of them")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("inputs", nargs="*",
+                        help="volume files (.nii, .nii.gz, .mgz, .npy, .npz), folders of them, or "
+                             "folders of DICOM series (converted by dcm2niix); or --bids")
+    parser.add_argument("--out", required=True,
+                        help="output folder (with --bids: the derivatives dataset, e.g. "
+                             "ROOT/derivatives/sparselayers)")
+    parser.add_argument("--bids", default=None, metavar="ROOT",
+                        help="a BIDS dataset: its anatomical images with thick or missing slices "
+                             "in, a BIDS derivatives dataset out")
+    parser.add_argument("--participant-label", nargs="+", default=None,
+                        help="with --bids: these participants only (01 or sub-01)")
+    parser.add_argument("--session-label", nargs="+", default=None,
+                        help="with --bids: these sessions only")
+    parser.add_argument("--suffix", nargs="+", default=None,
+                        help="with --bids: images with these suffixes (T2w, FLAIR...), thick or "
+                             "not; default: every anatomical image with thick or missing slices")
     parser.add_argument("--axis", default=None,
                         help="acquisition axis: 0, 1, 2 (array axes) or sagittal, coronal, "
                              "axial (through each file's affine); default: detected")
@@ -114,34 +138,52 @@ def build_parser():
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's, cosine decay")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed of the initial weights and the training patches")
+    parser.add_argument("--validation-share", type=float, default=0.1,
+                        help="share of each volume's acquired slices held out of training to "
+                             "measure the model against linear interpolation on these scans "
+                             "(self-validation); 0: none")
     parser.add_argument("--no-montage", action="store_true", help="write no PNG montages")
+    parser.add_argument("--no-report", action="store_true", help="write no report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
 def main(argv=None):
     """Entry point of ``sparselayers-impute-slices``; returns the exit status."""
-    args = build_parser().parse_args(argv)  # before TensorFlow is imported: --help is fast
+    parser = build_parser()
+    args = parser.parse_args(argv)  # before TensorFlow is imported: --help is fast
+    if bool(args.inputs) == bool(args.bids):
+        parser.error("give input volumes or --bids ROOT (one of the two)")
+    if not args.bids and (args.participant_label or args.session_label or args.suffix):
+        parser.error("--participant-label, --session-label and --suffix need --bids")
     try:
         # The checks that need no file content, before TensorFlow's import too.
         options.check_options(
             steps=args.steps, steps_per_epoch=args.steps_per_epoch, samples=args.samples,
             filters=args.filters, patch_size=args.patch_size, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, seed=args.seed, every=args.every, axis=args.axis)
+            learning_rate=args.learning_rate, seed=args.seed, every=args.every, axis=args.axis,
+            validation_share=args.validation_share)
         options.check_training(args.model, args.steps)
         options.check_out_folder(args.out)
         console.quiet_command_line()
+        from sparselayers.mri.bids import impute_bids
         from sparselayers.mri.workflow import impute_slices
 
-        impute_slices(
-            args.inputs, args.out, axis=args.axis, every=args.every, key=args.key,
+        if args.bids:
+            run = functools.partial(impute_bids, args.bids,
+                                    participant_label=args.participant_label,
+                                    session_label=args.session_label, suffix=args.suffix)
+        else:
+            run = functools.partial(impute_slices, args.inputs)
+        run(args.out, axis=args.axis, every=args.every, key=args.key,
             model=args.model, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
             resume=args.resume, variant=args.variant, samples=args.samples,
             filters=args.filters, patch_size=args.patch_size,
             batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-            montage=not args.no_montage, verbose=0 if args.quiet else 1,
+            montage=not args.no_montage, report=not args.no_report,
+            verbose=0 if args.quiet else 1,
             slice_profile=args.slice_profile, slice_thickness=args.slice_thickness,
-            resolution=args.resolution)
+            resolution=args.resolution, validation_share=args.validation_share)
     except (ValueError, ImportError) as error:
         print(f"sparselayers-impute-slices: error: {error}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from sparselayers.layers.image_and_mask import check_positive_int
 from sparselayers.models.sparse_vae_imputation import widest_activation
 from sparselayers.mri import slice_profile
 
-__all__ = ["impute_volume", "restore_volume", "sample_volume", "check_cuts_fit",
+__all__ = ["impute_volume", "restore_volume", "sample_volume", "check_cuts_fit", "cut_predictor",
            "ACTIVATION_VALUES_PER_CALL"]
 
 # Default bound on one model call's widest activation during imputation:
@@ -179,6 +179,20 @@ def fixed_input_size(model):
         except (AttributeError, IndexError, TypeError, ValueError):
             return (None, None)
     return tuple(shape[:2])
+
+
+def cut_predictor(model, size=None):
+    """A function ``(images, mask) -> predictions`` of a batch of cuts (b, H, W).
+
+    One compiled model call per batch, no mirroring; cuts are zero-padded
+    (mask 0) at their end to a fixed-size model's input, or to `size`
+    (H, W) for a model of any size: one trace for cuts of many sizes.
+    """
+    predict, fixed = _predictor(model), fixed_input_size(model)
+    if size is not None:
+        fixed = tuple(f if f is not None else s for f, s in zip(fixed, size))
+    return lambda images, mask: _predict_cuts(predict, np.asarray(images, np.float32),
+                                              np.asarray(mask, np.float32), fixed)
 
 
 def _predictor(model):

@@ -1,6 +1,7 @@
 """The workflow's inputs: files and folders in, each volume read and checked.
 
-`list_inputs` expands folders, `output_paths` and `spread_path` name each
+`list_inputs` expands folders (a folder of DICOM series is converted by
+dcm2niix, `sparselayers.mri.dicom`), `output_paths` and `spread_path` name each
 input's outputs (`check_output_names` refuses clashes), and `PreparedVolume`
 holds what training and imputation need of one input (its acquisition on the
 fine grid, its in-plane pixel size) without keeping its voxels in memory;
@@ -19,30 +20,44 @@ import os
 import numpy as np
 
 from sparselayers.mri import acquisition as acquisition_module
+from sparselayers.mri import dicom
 from sparselayers.mri import intensity
 from sparselayers.mri import slice_grid
 from sparselayers.mri import training
 from sparselayers.mri import volume_io
 from sparselayers.mri.slice_profile import SliceProfile
 
-__all__ = ["list_inputs", "output_paths", "spread_path", "check_output_names", "resolve_axis",
+__all__ = ["list_inputs", "output_paths", "spread_path", "default_names", "check_output_names",
+           "resolve_axis",
            "PreparedVolume", "SliceStacks"]
 
 ANATOMICAL_AXES = {"sagittal": "LR", "coronal": "PA", "axial": "IS"}
 
 
-def list_inputs(inputs):
-    """Files from paths and folders (their volume files, sorted)."""
+def list_inputs(inputs, converted=None):
+    """Files from paths and folders (their volume files, sorted).
 
-    files = []
+    A folder without volume files that holds DICOM files (sub-folders too)
+    is converted by dcm2niix into `converted` (`sparselayers.mri.dicom`),
+    each of its series becoming one NIfTI input.
+    """
+
+    files, claimed = [], {}
     for path in inputs:
         path = str(path)
         if os.path.isdir(path):
             found = sorted(os.path.join(path, name) for name in os.listdir(path)
                            if volume_io.volume_suffix(name) and not name.startswith("."))
+            if not found and dicom.holds_dicom(path):
+                if converted is None:
+                    raise ValueError(f"{path}: holds DICOM files; convert them with "
+                                     "sparselayers.mri.dicom.convert_dicom_folder first.")
+                found = dicom.convert_dicom_folder(path, converted, claimed)
             if not found:
-                raise ValueError(f"{path}: no volume files in this folder.")
+                raise ValueError(f"{path}: no volume files or DICOM series in this folder.")
             files += found
+        elif dicom.is_dicom_file(path):
+            raise ValueError(f"{path}: a DICOM file; give the folder holding its series.")
         else:
             files.append(path)
     if not files:
@@ -69,13 +84,22 @@ def spread_path(path, out):
     return imputed_path[:-len(suffix) - len("_imputed")] + "_std" + suffix
 
 
-def check_output_names(files, out, montage=True):
-    """input path -> imputed path; ValueError if two outputs clash or one is an input."""
+def default_names(path, out):
+    """(imputed volume, montage, std volume) paths in `out` for the input `path`."""
+    imputed_path, montage_path = output_paths(path, out)
+    return imputed_path, montage_path, spread_path(path, out)
+
+
+def check_output_names(files, out, montage=True, names=default_names):
+    """input path -> imputed path; ValueError if two outputs clash or one is an input.
+
+    `names(path, out)` gives an input's (imputed, montage, std) paths
+    (`default_names`; `sparselayers.mri.bids` names BIDS derivatives).
+    """
     outputs, claimed = {}, {}
     inputs = {os.path.abspath(path): path for path in files}
     for path in files:
-        imputed_path, montage_path = output_paths(path, out)
-        std_path = spread_path(path, out)
+        imputed_path, montage_path, std_path = names(path, out)
         for target in (imputed_path, std_path) + ((montage_path,) if montage else ()):
             key = os.path.abspath(target)
             if key in inputs:
@@ -238,13 +262,25 @@ class SliceStacks:
 
     At most `CACHED` volumes' slices are held at a time, so training memory
     does not grow with the collection.
+
+    Args:
+        prepared: the `PreparedVolume` list.
+        held_out: None, or per volume the indices of its acquired slices left
+            out (`self_validation.held_out_slices`): never trained on.
     """
 
     CACHED = 4
 
-    def __init__(self, prepared):
+    def __init__(self, prepared, held_out=None):
         self.prepared = prepared
-        self.read = functools.lru_cache(maxsize=self.CACHED)(lambda i: prepared[i].slices())
+
+        def read(index):
+            stack = prepared[index].slices()
+            if held_out is not None and len(held_out[index]):
+                stack = np.delete(stack, held_out[index], axis=0)
+            return stack
+
+        self.read = functools.lru_cache(maxsize=self.CACHED)(read)
 
     def __len__(self):
         return len(self.prepared)

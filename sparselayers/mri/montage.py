@@ -1,19 +1,23 @@
 """A picture per imputed volume, beside what a user would try first.
 
-`write_montage` draws the middle cut through the acquisition axis of a
-volume stored with missing slices: acquired / linear interpolation / imputed;
-`write_thick_montage` that of a thick-slice volume: the acquired slices as
-they are (thick) / cubic interpolation / restored. PNG, when matplotlib is
-installed.
+`point_comparison` gathers, for a volume stored with missing slices,
+acquired / linear interpolation / imputed; `thick_comparison`, for a
+thick-slice volume, the acquired slices as they are (thick) / cubic
+interpolation / restored. `save_montage` draws the middle cut through the
+acquisition axis of each (`write_montage` and `write_thick_montage` do both
+steps); `sparselayers.mri.report` shows three orthogonal planes of them.
+PNG, when matplotlib is installed.
 """
 
+import collections
 import os
 
 import numpy as np
 
 from sparselayers.layers.fill_missing import interpolate_along
 
-__all__ = ["write_montage", "write_thick_montage", "linear_interpolation", "cubic_interpolation"]
+__all__ = ["Comparison", "point_comparison", "thick_comparison", "save_montage", "write_montage",
+           "write_thick_montage", "linear_interpolation", "cubic_interpolation"]
 
 
 def linear_interpolation(volume, acquired, axis):
@@ -21,21 +25,25 @@ def linear_interpolation(volume, acquired, axis):
     return interpolate_along(volume[None], acquired[None], axis=axis + 1).numpy()[0]
 
 
-def write_montage(path, data, acquired, result, acquisition):
-    """Middle cut through the acquisition axis: acquired / linear / imputed (point samples)."""
+Comparison = collections.namedtuple("Comparison", "volumes titles axis high caption")
+Comparison.__doc__ = """Volumes to show side by side (same grid), their titles, the acquisition
+axis, the grey level shown white and a one-line caption."""
+
+
+def point_comparison(data, acquired, result, acquisition):
+    """Acquired / linear interpolation / imputed, for missing slices (point samples)."""
     linear = linear_interpolation(data, acquired, acquisition.axis)
     every = acquisition.every
     suffix = {1: "st", 2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (11, 12, 13) else 0,
                                             "th")
-    name = os.path.basename(path)[:-len("_montage.png")]
-    _save_panels(path, [np.where(acquired, data, 0), linear, result],
-                 ["acquired", "linear interpolation", "imputed"], acquisition.axis,
-                 np.percentile(data[acquired], 99.5),
-                 f"{name}: every {every}{suffix} slice along axis {acquisition.axis} acquired")
+    return Comparison([np.where(acquired, data, 0), linear, result],
+                      ["acquired", "linear interpolation", "imputed"], acquisition.axis,
+                      float(np.percentile(data[acquired], 99.5)),
+                      f"every {every}{suffix} slice along axis {acquisition.axis} acquired")
 
 
-def write_thick_montage(path, data, acquisition, grid, result):
-    """Middle cut through the acquisition axis: acquired (thick) / cubic / restored.
+def thick_comparison(data, acquisition, grid, result):
+    """Acquired (thick) / cubic interpolation / restored, for a thick-slice volume.
 
     The acquired slices are shown as they are, each over its own rows of the
     fine grid (the nearest slice centre), beside cubic interpolation through
@@ -47,13 +55,22 @@ def write_thick_montage(path, data, acquisition, grid, result):
     nearest = np.abs(fine_rows[:, None] - grid.centres[None]).argmin(axis=1)
     thick = np.moveaxis(moved[nearest], 0, grid.axis)
     cubic = cubic_interpolation(slices, grid)
-    name = os.path.basename(path)[:-len("_montage.png")]
     profile = grid.profile
-    _save_panels(path, [thick, cubic, result],
-                 ["acquired (thick)", "cubic interpolation", "restored"], grid.axis,
-                 np.percentile(slices, 99.5),
-                 f"{name}: {len(grid.centres)} {profile.kind} slices along axis {grid.axis} "
-                 f"(thickness {profile.thickness / grid.spacing:.2g} x spacing)")
+    return Comparison([thick, cubic, result],
+                      ["acquired (thick)", "cubic interpolation", "restored"], grid.axis,
+                      float(np.percentile(slices, 99.5)),
+                      f"{len(grid.centres)} {profile.kind} slices along axis {grid.axis} "
+                      f"(thickness {profile.thickness / grid.spacing:.2g} x spacing)")
+
+
+def write_montage(path, data, acquired, result, acquisition):
+    """Middle cut through the acquisition axis: acquired / linear / imputed (point samples)."""
+    save_montage(path, point_comparison(data, acquired, result, acquisition))
+
+
+def write_thick_montage(path, data, acquisition, grid, result):
+    """Middle cut through the acquisition axis: acquired (thick) / cubic / restored."""
+    save_montage(path, thick_comparison(data, acquisition, grid, result))
 
 
 def cubic_interpolation(slices, grid):
@@ -74,7 +91,12 @@ def cubic_interpolation(slices, grid):
     return np.moveaxis(fine.astype(np.float32), 0, grid.axis)
 
 
-def _save_panels(path, volumes, titles, axis, high, title):
+def save_montage(path, comparison):
+    """The middle cut through the acquisition axis of each volume of a `Comparison`, as a PNG."""
+    volumes, titles, axis, high = comparison[:4]
+    name = os.path.basename(path)
+    name = name[:-len("_montage.png")] if name.endswith("_montage.png") else name[:-len(".png")]
+    title = f"{name}: {comparison.caption}"
     try:
         import matplotlib
 
@@ -95,6 +117,7 @@ def _save_panels(path, volumes, titles, axis, high, title):
         ax.axis("off")
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0, 1, 0.93))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
     figure.savefig(temporary, format="png", dpi=80)
     plt.close(figure)

@@ -24,7 +24,8 @@ def check_options(**options):
     Counts (`steps_per_epoch`, `samples`, `filters`, `patch_size`,
     `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` an
     int >= 0, `learning_rate` a finite number > 0, `every` None or an int
-    >= 2, `axis` None, 0, 1, 2 or an anatomical name.
+    >= 2, `axis` None, 0, 1, 2 or an anatomical name, `validation_share` a
+    number in [0, 0.5].
     """
     def flag(name):
         return "--" + name.replace("_", "-")
@@ -45,6 +46,11 @@ def check_options(**options):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{flag(name)} must be an int >= 0; received {value!r}.")
+        elif name == "validation_share":
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                    or not 0 <= value <= 0.5):
+                raise ValueError(f"--validation-share must be a number in [0, 0.5]; received "
+                                 f"{value!r}.")
         elif name == "learning_rate":
             if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
                     or not np.isfinite(value) or value <= 0):

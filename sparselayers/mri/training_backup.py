@@ -49,6 +49,9 @@ class TrainingBackup:
     def __init__(self, folder, settings):
         self.folder = str(folder)
         self.settings = json.loads(json.dumps(settings))  # as they read back
+        # The mean training loss of every completed epoch (restored with the
+        # weights: a resumed training's curve is whole).
+        self.losses = []
 
     def exists(self):
         """Whether the folder holds a backup (leftovers of a killed first save are none)."""
@@ -128,6 +131,7 @@ class TrainingBackup:
         except Exception as error:  # h5py and Keras raise many kinds
             raise ValueError(f"{weights_path}: the backup's weights cannot be read ({error}); "
                              f"delete {self.folder} to start anew.") from None
+        self.losses = [float(loss) for loss in state.get("losses", [])][:state["epoch"]]
         return state["epoch"]
 
     def save(self, model, epoch):
@@ -138,7 +142,7 @@ class TrainingBackup:
         model.save_weights(partial)
         os.replace(partial, os.path.join(self.folder, weights))
         state = {"format": FORMAT, "epoch": epoch, "weights": weights,
-                 "settings": self.settings}
+                 "settings": self.settings, "losses": self.losses[:epoch]}
         partial_state = os.path.join(self.folder, PARTIAL + STATE_FILE)
         with open(partial_state, "w", encoding="utf-8") as handle:
             json.dump(state, handle, indent=1)
@@ -166,4 +170,7 @@ class _SaveEveryEpoch(keras.callbacks.Callback):
         self.backup = backup
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        del self.backup.losses[epoch:]
+        self.backup.losses.append(float(loss) if loss is not None else float("nan"))
         self.backup.save(self.model, epoch + 1)

@@ -7,7 +7,7 @@ temporary name first and renamed when complete, so a stopped run never leaves
 a half-written file, and it never overwrites its input.
 
 nibabel is needed for NIfTI (``.nii``, ``.nii.gz``) and MGH (``.mgz``); it is
-in the ``mri`` extra (``pip install "sparselayers[mri]"``).
+in the ``mri`` extra (``pip install ".[mri]"`` from a clone of the repository).
 """
 
 import dataclasses
@@ -54,7 +54,8 @@ def _nibabel():
         import nibabel
     except ImportError:
         raise ImportError(
-            "Reading NIfTI/MGH volumes needs nibabel: pip install \"sparselayers[mri]\"."
+            "Reading NIfTI/MGH volumes needs nibabel: pip install \".[mri]\" (from a clone of "
+            "sparselayers), or pip install nibabel."
         ) from None
     return nibabel
 

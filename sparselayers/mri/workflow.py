@@ -17,22 +17,21 @@ import os
 import keras
 import numpy as np
 
+from sparselayers import __version__
 from sparselayers import console
 from sparselayers.models import variants
 from sparselayers.models.sparse_vae import SparseVAE
-from sparselayers.mri import imputation
-from sparselayers.mri import intensity
 from sparselayers.mri import model_checks
-from sparselayers.mri import montage as montage_module
+from sparselayers.mri import report as report_module
+from sparselayers.mri import self_validation
 from sparselayers.mri import training
 from sparselayers.mri import training_backup
-from sparselayers.mri import volume_io
+from sparselayers.mri import volume_outputs
 from sparselayers.mri.inputs import PreparedVolume
 from sparselayers.mri.inputs import SliceStacks
 from sparselayers.mri.inputs import check_output_names
 from sparselayers.mri.inputs import list_inputs
-from sparselayers.mri.inputs import output_paths
-from sparselayers.mri.inputs import spread_path
+from sparselayers.mri.inputs import default_names
 from sparselayers.mri.options import check_options
 from sparselayers.mri.options import check_out_folder
 from sparselayers.mri.options import check_training
@@ -40,6 +39,7 @@ from sparselayers.mri.options import check_training
 __all__ = ["impute_slices", "train"]
 
 BACKUP_FOLDER = "training_backup"
+CONVERTED_FOLDER = "converted"   # DICOM series as NIfTI (`sparselayers.mri.dicom`)
 VARIANTS = ("conv-interp-residual", "conv-interp-residual-vae")
 
 
@@ -47,14 +47,16 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                   steps_per_epoch=100, resume=False, variant="conv-interp-residual", samples=10,
                   filters=32, patch_size=48, batch_size=16,
                   learning_rate=1e-3, seed=0, montage=True, verbose=1, slice_profile=None,
-                  slice_thickness=None, resolution=None):
+                  slice_thickness=None, resolution=None, report=True,
+                  output_names=default_names, validation_share=0.1):
     """Trains on a collection of thick-slice volumes and writes them filled in.
 
     The Python form of ``sparselayers-impute-slices`` (see the module
     docstring for the outputs); arguments as its options.
 
     Args:
-        inputs: volume files or folders.
+        inputs: volume files or folders (of volume files, or of DICOM
+            series, converted to NIfTI in ``out/converted``).
         out: output folder (created).
         axis: None (detect), 0/1/2, or "sagittal"/"coronal"/"axial".
         every: n, or None (detect).
@@ -77,26 +79,36 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         resolution: mm, the output voxel size along the acquisition axis of
             a thick-slice file with a box or Gaussian profile; None: the
             finest in-plane voxel size.
+        report: write ``out/report.html`` (`sparselayers.mri.report`).
+        validation_share: share of each volume's acquired slices held out
+            of training to measure the model against linear interpolation
+            on them (`sparselayers.mri.self_validation`; printed, in
+            ``out/self_validation.json`` and the report); 0: none.
+        output_names: ``output_names(input_path, out)`` gives the input's
+            (imputed, montage, std) paths; default `inputs.default_names`
+            (``<name>_imputed<suffix>`` ...); `sparselayers.mri.bids` names
+            BIDS derivatives.
 
     Returns:
         dict: input path -> imputed volume path.
     """
     check_options(steps=steps, steps_per_epoch=steps_per_epoch, samples=samples,
                   filters=filters, patch_size=patch_size, batch_size=batch_size,
-                  learning_rate=learning_rate, seed=seed, every=every, axis=axis)
+                  learning_rate=learning_rate, seed=seed, every=every, axis=axis,
+                  validation_share=validation_share)
     if variant not in VARIANTS:
         raise ValueError(f"--variant must be {' or '.join(VARIANTS)}; received {variant!r}.")
     check_training(model, steps)
-    files = list_inputs(inputs)
     out = str(out)
     check_out_folder(out)
-    outputs = check_output_names(files, out, montage)
+    files = list_inputs(inputs, converted=os.path.join(out, CONVERTED_FOLDER))
+    outputs = check_output_names(files, out, montage, output_names)
     # Read and check everything before any training.
     prepared = [PreparedVolume(path, axis, every, key, slice_profile, slice_thickness,
                                resolution) for path in files]
     if verbose:
         for p in prepared:
-            print(f"{p.path}: {p.shape}, axis {p.axis}, {describe(p)}")
+            print(f"{p.path}: {p.shape}, axis {p.axis}, {volume_outputs.describe(p)}")
     if model is None:
         keras.utils.set_random_seed(seed)   # the initial weights too: a run is reproducible
         model_name = variant
@@ -117,9 +129,13 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             raise ValueError(f"{p.path}: its acquired slices are {p.slice_shape()[0]} x "
                              f"{p.slice_shape()[1]} voxels, smaller than --patch-size "
                              f"{patch_size}; give a smaller --patch-size.")
+    # A share of each volume's acquired slices is never trained on: the
+    # self-validation's (`sparselayers.mri.self_validation`).
+    held_out = [self_validation.held_out_slices(int(np.count_nonzero(p.acquisition.acquired)),
+                                                validation_share) for p in prepared]
     settings = {"inputs": [os.path.abspath(p.path) for p in prepared],
                 "samplings": [repr(p.sampling) for p in prepared], "--model": model_name,
-                "--filters": filters}
+                "--filters": filters, "--validation-share": validation_share}
     backup = training_backup.TrainingBackup(
         os.path.join(out, BACKUP_FOLDER),
         training_settings(settings, steps, steps_per_epoch, patch_size, batch_size,
@@ -129,86 +145,38 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     os.makedirs(out, exist_ok=True)
     if steps:
         train(model, prepared, out, steps, steps_per_epoch, resume, patch_size,
-              batch_size, learning_rate, seed, verbose, backup=backup)
+              batch_size, learning_rate, seed, verbose, backup=backup, held_out=held_out)
         save_model(model, os.path.join(out, "model.keras"))
 
+    validation = self_validation.validate(
+        model, [p.slices()[held] if len(held) else np.zeros((0, 1, 1), np.float32)
+                for p, held in zip(prepared, held_out)], [p.sampling for p in prepared])
+    self_validation.write_json(os.path.join(out, self_validation.FILE_NAME), validation,
+                               [p.path for p in prepared])
+    if verbose:
+        for p, scores in zip(prepared, validation["inputs"]):
+            print(f"self-validation, {p.path}: {self_validation.summary_line(scores)}")
+        print(f"self-validation, all inputs (expected improvement over interpolation on these "
+              f"scans): {self_validation.summary_line(validation['overall'])}")
+    report = report_module.Report(out) if report else None
     for p in prepared:
-        volume, data, affine = p.load()
-        scaled, scale = intensity.normalize(data, p.acquisition)
-        acquired = p.acquisition.mask(data.shape)
-        # A magnitude image (every acquired voxel >= 0) gets no negative voxel.
-        magnitude = data[acquired].min() >= 0
-        paths = output_paths(p.path, out)
-        if p.slice_grid is not None:
-            minimum = -scale[0] / (scale[1] - scale[0]) if magnitude else None
-            result = imputation.restore_volume(
-                model, np.compress(p.acquisition.acquired, scaled, axis=p.axis), p.slice_grid,
-                verbose=console.progress_verbosity(not verbose), minimum=minimum)
-            result = intensity.denormalize(result, scale)
-            if magnitude:   # the bound, kept through the unscaling's rounding
-                np.maximum(result, 0, out=result)
-            _check_finite(result, outputs[p.path])
-            volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
-            if montage:
-                montage_module.write_thick_montage(paths[1], data, p.acquisition, p.slice_grid,
-                                                   result)
-            if verbose:
-                print(f"wrote {outputs[p.path]}")
-            continue
-        spread = None
-        if isinstance(model, SparseVAE):
-            filled, spread = imputation.sample_volume(model, scaled, p.acquisition, samples,
-                                                      seed=seed)
-            spread *= np.float32(scale[1] - scale[0])
-        else:
-            filled = imputation.impute_volume(
-                model, scaled, p.acquisition, verbose=console.progress_verbosity(not verbose))
-        del scaled
-        # Back to the input's units in place (memory: data and result only),
-        # then the acquired voxels copied exactly.
-        result = filled
-        result *= np.float32(scale[1] - scale[0])
-        result += np.float32(scale[0])
-        if magnitude:
-            np.maximum(result, 0, out=result)
-        np.copyto(result, data, where=acquired)
-        _check_finite(result, outputs[p.path])
-        if spread is not None:
-            _check_finite(spread, spread_path(p.path, out))
-            volume_io.write_volume(spread_path(p.path, out), spread, volume, affine=affine)
-        volume_io.write_volume(outputs[p.path], result, volume, affine=affine)
-        if montage:
-            montage_module.write_montage(paths[1], data, acquired, result, p.acquisition)
-        if verbose:
-            print(f"wrote {outputs[p.path]}")
+        _, montage_path, std_path = output_names(p.path, out)
+        os.makedirs(os.path.dirname(outputs[p.path]) or ".", exist_ok=True)
+        volume_outputs.impute_and_write(model, p, outputs[p.path], montage_path, std_path,
+                                        samples, seed, montage, report, verbose)
+    if report is not None:
+        shown = {name: value for name, value in backup.settings.items()
+                 if name not in ("inputs", "samplings")}
+        report.add_validation([p.path for p in prepared], validation)
+        report.write(backup.losses, steps_per_epoch,
+                     {"sparselayers": __version__, "inputs": len(prepared), **shown})
     # Only now: a run stopped while imputing resumes without training again.
     backup.remove()
     return outputs
 
 
-def _check_finite(result, path):
-    bad = np.count_nonzero(~np.isfinite(result))
-    if bad:
-        raise ValueError(f"{path}: not written, {bad} voxels would be NaN or Inf (a model that "
-                         "diverged or does not map [image, mask] to an image).")
-
-
-def describe(prepared):
-    """One line of how a prepared volume was acquired and how it is restored."""
-    grid = prepared.slice_grid
-    if grid is None:
-        return f"every {prepared.every}" + (" (thick slices: grid refined, point samples)"
-                                            if prepared.thick else "")
-    voxel = float(prepared.zooms[prepared.axis])
-    fine = voxel * grid.source_step
-    profile = grid.profile
-    return (f"{len(grid.centres)} slices {grid.spacing * fine:.3g} mm apart, {profile.kind} "
-            f"profile {profile.thickness * fine:.3g} mm thick -> {grid.size} voxels of "
-            f"{fine:.3g} mm")
-
-
 def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batch_size,
-          learning_rate, seed, verbose, settings=None, backup=None):
+          learning_rate, seed, verbose, settings=None, backup=None, held_out=None):
     """Fits `model` on the acquired slices of the prepared volumes, with backups.
 
     A backup is written after every epoch (`training_backup.TrainingBackup`,
@@ -220,6 +188,8 @@ def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batc
     Args:
         settings: a dict of what else determines the training (inputs,
             model), recorded in the backup beside the arguments here.
+        held_out: None, or per volume the indices of acquired slices not to
+            train on (`self_validation.held_out_slices`).
         backup: a checked `training_backup.TrainingBackup` to use and keep
             (`impute_slices` deletes it once every output is written); None
             makes and checks one in ``out/training_backup``.
@@ -248,7 +218,8 @@ def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batc
 
     # Each volume's patches are degraded as its own slices were acquired; the
     # stream starts at the first batch not yet trained on.
-    dataset = training.training_dataset(SliceStacks(prepared), [p.sampling for p in prepared],
+    dataset = training.training_dataset(SliceStacks(prepared, held_out),
+                                        [p.sampling for p in prepared],
                                         patch_size, batch_size, seed=seed,
                                         start_batch=initial_epoch * steps_per_epoch)
     if isinstance(model, SparseVAE):

@@ -1,0 +1,119 @@
+"""Imputing one prepared volume and writing what the workflow writes for it.
+
+`impute_and_write` fills a `inputs.PreparedVolume` with a trained model
+(`imputation.impute_volume`, `sample_volume` for a sparse VAE, or
+`restore_volume` for thick slices), brings it back to the input's units,
+checks it is finite and writes it (`volume_io.write_volume`), with its
+montage PNG and its section of the run's report (`report.Report`).
+`describe` is the one-line account of a volume's acquisition.
+"""
+
+import numpy as np
+
+from sparselayers import console
+from sparselayers.models.sparse_vae import SparseVAE
+from sparselayers.mri import imputation
+from sparselayers.mri import intensity
+from sparselayers.mri import volume_io
+from sparselayers.mri.montage import point_comparison
+from sparselayers.mri.montage import save_montage
+from sparselayers.mri.montage import thick_comparison
+
+__all__ = ["impute_and_write", "describe"]
+
+
+def impute_and_write(model, prepared, output_path, montage_path, std_path, samples, seed,
+                     montage, report, verbose):
+    """Imputes `prepared` with `model` and writes its outputs.
+
+    Args:
+        model: the trained model.
+        prepared: the `inputs.PreparedVolume`.
+        output_path, montage_path, std_path: where its imputed volume, its
+            montage and (sparse VAE) its per-voxel std go.
+        samples, seed: posterior draws per cut of a sparse VAE, their seed.
+        montage: whether to write the montage.
+        report: a `report.Report` to add the volume's section to, or None.
+        verbose: 1 for progress output.
+
+    Raises:
+        ValueError: naming the output, if it would hold NaN or Inf voxels
+            (nothing is written).
+    """
+    volume, data, affine = prepared.load()
+    scaled, scale = intensity.normalize(data, prepared.acquisition)
+    acquired = prepared.acquisition.mask(data.shape)
+    # A magnitude image (every acquired voxel >= 0) gets no negative voxel.
+    magnitude = data[acquired].min() >= 0
+    if prepared.slice_grid is not None:
+        minimum = -scale[0] / (scale[1] - scale[0]) if magnitude else None
+        slices = np.compress(prepared.acquisition.acquired, scaled, axis=prepared.axis)
+        result = imputation.restore_volume(
+            model, slices, prepared.slice_grid, verbose=console.progress_verbosity(not verbose),
+            minimum=minimum)
+        result = intensity.denormalize(result, scale)
+        if magnitude:   # the bound, kept through the unscaling's rounding
+            np.maximum(result, 0, out=result)
+        _check_finite(result, output_path)
+        volume_io.write_volume(output_path, result, volume, affine=affine)
+        _pictures(thick_comparison(data, prepared.acquisition, prepared.slice_grid, result),
+                  prepared, output_path, montage_path if montage else None, report, affine)
+        if verbose:
+            print(f"wrote {output_path}")
+        return
+    spread = None
+    if isinstance(model, SparseVAE):
+        filled, spread = imputation.sample_volume(model, scaled, prepared.acquisition, samples,
+                                                  seed=seed)
+        spread *= np.float32(scale[1] - scale[0])
+    else:
+        filled = imputation.impute_volume(
+            model, scaled, prepared.acquisition, verbose=console.progress_verbosity(not verbose))
+    del scaled
+    # Back to the input's units in place (memory: data and result only),
+    # then the acquired voxels copied exactly.
+    result = filled
+    result *= np.float32(scale[1] - scale[0])
+    result += np.float32(scale[0])
+    if magnitude:
+        np.maximum(result, 0, out=result)
+    np.copyto(result, data, where=acquired)
+    _check_finite(result, output_path)
+    if spread is not None:
+        _check_finite(spread, std_path)
+        volume_io.write_volume(std_path, spread, volume, affine=affine)
+    volume_io.write_volume(output_path, result, volume, affine=affine)
+    _pictures(point_comparison(data, acquired, result, prepared.acquisition), prepared,
+              output_path, montage_path if montage else None, report, affine, spread)
+    if verbose:
+        print(f"wrote {output_path}")
+
+
+def _pictures(comparison, prepared, output_path, montage_path, report, affine, spread=None):
+    if montage_path is not None:
+        save_montage(montage_path, comparison)
+    if report is not None:
+        zooms = np.sqrt(np.sum(np.asarray(affine, np.float64)[:3, :3] ** 2, axis=0))
+        report.add_volume(prepared.path, describe(prepared), output_path, comparison, zooms,
+                          spread)
+
+
+def _check_finite(result, path):
+    bad = np.count_nonzero(~np.isfinite(result))
+    if bad:
+        raise ValueError(f"{path}: not written, {bad} voxels would be NaN or Inf (a model that "
+                         "diverged or does not map [image, mask] to an image).")
+
+
+def describe(prepared):
+    """One line of how a prepared volume was acquired and how it is restored."""
+    grid = prepared.slice_grid
+    if grid is None:
+        return f"every {prepared.every}" + (" (thick slices: grid refined, point samples)"
+                                            if prepared.thick else "")
+    voxel = float(prepared.zooms[prepared.axis])
+    fine = voxel * grid.source_step
+    profile = grid.profile
+    return (f"{len(grid.centres)} slices {grid.spacing * fine:.3g} mm apart, {profile.kind} "
+            f"profile {profile.thickness * fine:.3g} mm thick -> {grid.size} voxels of "
+            f"{fine:.3g} mm")
