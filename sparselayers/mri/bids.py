@@ -162,7 +162,7 @@ def impute_bids(root, out, participant_label=None, session_label=None, suffix=No
     files = find_bids_inputs(root, participant_label, session_label, suffix)
     names = derivative_names(root)
     outputs = impute_slices(files, out, verbose=verbose, output_names=names, **options)
-    _write_json(os.path.join(out, "dataset_description.json"), {
+    volume_io.write_json(os.path.join(out, "dataset_description.json"), {
         "Name": "sparselayers: thick-slice imputation",
         "BIDSVersion": BIDS_VERSION, "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "sparselayers", "Version": __version__,
@@ -178,7 +178,8 @@ def impute_bids(root, out, participant_label=None, session_label=None, suffix=No
     settings = {key: value for key, value in options.items()
                 if key != "model" and isinstance(value, (int, float, str, bool, type(None)))}
     for path in files:
-        prepared = PreparedVolume(path, options.get("axis"), options.get("every"), None,
+        # Read once more for its description: impute_slices returns paths only.
+        prepared = PreparedVolume(path, options.get("axis"), options.get("every"), options.get("key"),
                                   options.get("slice_profile"), options.get("slice_thickness"),
                                   options.get("resolution"))
         grid = prepared.slice_grid
@@ -200,7 +201,7 @@ def impute_bids(root, out, participant_label=None, session_label=None, suffix=No
         imputed_path, _, std_path = names(path, out)
         for written in (imputed_path, std_path):
             if os.path.exists(written):
-                _write_json(written[:-len(volume_io.volume_suffix(written))] + ".json",
+                volume_io.write_json(written[:-len(volume_io.volume_suffix(written))] + ".json",
                             {**sidecar, "Description": sidecar["Description"] + (
                                 " Per-voxel standard deviation of the posterior draws."
                                 if written == std_path else "")})
@@ -209,11 +210,3 @@ def impute_bids(root, out, participant_label=None, session_label=None, suffix=No
 
 def _file_uri(path):
     return "file://" + os.path.abspath(path).replace(os.sep, "/")
-
-
-def _write_json(path, content):
-    temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(content, file, indent=2)
-        file.write("\n")
-    os.replace(temporary, path)

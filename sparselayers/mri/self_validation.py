@@ -28,13 +28,11 @@ Example:
 0.31
 """
 
-import json
-import os
-
 import numpy as np
 
 from sparselayers.layers.fill_missing import interpolate_along
 from sparselayers.mri import slice_profile
+from sparselayers.mri import volume_io
 from sparselayers.mri.imputation import cut_predictor
 from sparselayers.mri.training import FOREGROUND
 from sparselayers.mri.training import row_sampling
@@ -183,8 +181,4 @@ def write_json(path, result, names):
                          "units on voxels above the foreground threshold",
                "overall": result["overall"],
                "inputs": {str(name): scores for name, scores in zip(names, result["inputs"])}}
-    temporary = os.path.join(os.path.dirname(path), ".partial." + os.path.basename(path))
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(content, file, indent=2)
-        file.write("\n")
-    os.replace(temporary, path)
+    volume_io.write_json(path, content)

@@ -11,6 +11,7 @@ in the ``mri`` extra (``pip install ".[mri]"`` from a clone of the repository).
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -243,3 +244,12 @@ def write_volume(path, data, like, affine=None):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_json(path, content):
+    """Writes `content` as indented JSON under a temporary name, then renames it."""
+    temporary = os.path.join(os.path.dirname(str(path)), ".partial." + os.path.basename(str(path)))
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(content, file, indent=2)
+        file.write("\n")
+    os.replace(temporary, path)
