@@ -37,6 +37,8 @@ console.import_tensorflow_quietly()  # its load-time lines too
 
 import numpy as np  # noqa: E402
 
+import mri_uncertainty  # noqa: E402
+
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mri",
                             "cohort_2mm")
 
@@ -113,8 +115,9 @@ def scores(estimate, truth, acquisition, head):
 
 
 def train_model(volumes_and_acquisitions, every, steps, filters, patch_size, seed, verbose,
-                variant="conv-interp-residual"):
-    """`variant` trained on the acquired slices of the given volumes (rows hidden)."""
+                variant="conv-interp-residual", held_out=None):
+    """`variant` trained on the acquired slices of the given volumes (rows hidden),
+    but for those of `held_out` (per volume, indices into its acquired slices)."""
     import keras
 
     import sparselayers
@@ -122,6 +125,8 @@ def train_model(volumes_and_acquisitions, every, steps, filters, patch_size, see
 
     keras.utils.set_random_seed(seed)
     stacks = [mri.training.acquired_slices(v, a) for v, a in volumes_and_acquisitions]
+    if held_out is not None:
+        stacks = [np.delete(stack, held, axis=0) for stack, held in zip(stacks, held_out)]
     dataset = mri.training_dataset(stacks, every, patch_size=patch_size, batch_size=16,
                                    seed=seed)
     model = sparselayers.build_variant(variant, (None, None, 1), latent_dim=8, filters=filters,
@@ -178,15 +183,13 @@ def main(argv=None):
     parser.add_argument("--filters", type=int, default=32, help="model channels")
     parser.add_argument("--patch-size", type=int, default=48, help="training patch side")
     parser.add_argument("--seed", type=int, default=0, help="split, offsets and training")
-    parser.add_argument("--models", default="conv-interp-residual",
-                        help="comma-separated: conv-interp-residual, conv-interp-residual-vae")
-    parser.add_argument("--samples", type=int, default=4,
-                        help="posterior draws per cut of the sparse VAE form")
+    mri_uncertainty.add_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     args = parser.parse_args(argv)
 
     from sparselayers import mri
 
+    os.makedirs(args.figures, exist_ok=True)
     volumes = load_volumes(args.data)
     names = sorted(volumes)
     train, test, rng = split_subjects(names, args.test_subjects, args.seed)
@@ -210,28 +213,46 @@ def main(argv=None):
             model = train_model(training, args.every, args.steps, args.filters, args.patch_size,
                                 args.seed, not args.quiet, variant)
             train_seconds = time.time() - start
-            impute_seconds, coverage, spreads = [], [], []
+            impute_seconds, uncertainty = [], {}
             for name in test:
                 sparse, acquisition = sparse_test[name]
                 start = time.time()
                 if variant.endswith("-vae"):
-                    filled, spread = mri.sample_volume(model, sparse, acquisition,
-                                                       args.samples)
-                    region = heads[name] & ~acquisition.mask(sparse.shape)
-                    error = np.abs(filled - volumes[name])[region]
-                    coverage.append(np.mean(error <= 2 * spread[region]))
-                    spreads.append(np.mean(spread[region]))
+                    # Calibrated on a share of the subject's own acquired
+                    # slices, as the command does (--validation-share).
+                    filled, uncertainty[name] = mri_uncertainty.evaluate(
+                        model, sparse, acquisition, volumes[name], heads[name], args.samples,
+                        args.draws, seed=args.seed)
                 else:
                     filled = mri.impute_volume(model, sparse, acquisition)
                 impute_seconds.append(time.time() - start)
                 results[variant].append(scores(filled, volumes[name], acquisition, heads[name]))
             print(f"{variant}: training {train_seconds:.0f} s ({args.steps} steps, "
                   f"{1e3 * train_seconds / args.steps:.0f} ms/step); imputation "
-                  f"{np.mean(impute_seconds):.1f} s per volume")
-            if coverage:
-                print(f"{variant}: mean posterior std {np.mean(spreads):.4f}; |error| <= 2 std "
-                      f"on {100 * np.mean(coverage):.0f}% of missing voxels in the head "
-                      f"({args.samples} draws per cut)")
+                  f"{np.mean(impute_seconds):.1f} s per volume"
+                  + (f" (with calibration and {args.draws} draws)" if uncertainty else ""))
+            if uncertainty:
+                print(f"\n{variant}, axis {axis}: coverage (%) of the central predictive "
+                      f"intervals on missing voxels inside the head ({args.samples} posterior "
+                      f"draws per cut; calibrated on {100 * 0.1:.0f}% of each subject's acquired "
+                      f"slices)")
+                print(mri_uncertainty.HEADER)
+                for name, found in uncertainty.items():
+                    print(mri_uncertainty.describe(name, found))
+                figure = os.path.join(args.figures, f"reliability_cohort_axis{axis}.png")
+                mri_uncertainty.reliability_png(
+                    figure, uncertainty, f"{variant}, cohort, axis {axis}, every {args.every}")
+                print(f"reliability diagram: {figure}")
+                first = test[0]
+                figure = os.path.join(args.figures, f"uncertainty_cohort_axis{axis}.png")
+                mri_uncertainty.uncertainty_png(
+                    figure, volumes[first], uncertainty[first]["mean"],
+                    uncertainty[first]["std"], sparse_test[first][1], heads[first],
+                    f"{first}, 1 slice in {args.every} kept along axis {axis}: "
+                    f"{variant}, {args.steps} steps")
+                print(f"imputed / std / error figure: {figure}")
+                for found in uncertainty.values():    # memory: two volumes each
+                    del found["mean"], found["std"]
         means, best = report(axis, test, results, methods)
         summary[axis] = (means, best)
     print("\n| axis | best interpolation | MSE x 1e3 | " + " | ".join(models) + " |")

@@ -16,7 +16,7 @@ from sparselayers.mri.acquisition import refine_thick_slices  # noqa: F401
 from sparselayers.mri.imputation import ACTIVATION_VALUES_PER_CALL  # noqa: F401
 from sparselayers.mri.imputation import check_cuts_fit  # noqa: F401
 from sparselayers.mri.imputation import impute_volume  # noqa: F401
-from sparselayers.mri.imputation import sample_volume  # noqa: F401
+from sparselayers.mri.uncertainty import sample_volume  # noqa: F401
 from sparselayers.mri.intensity import denormalize  # noqa: F401
 from sparselayers.mri.intensity import normalize  # noqa: F401
 from sparselayers.mri.training import FOREGROUND  # noqa: F401

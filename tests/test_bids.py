@@ -121,13 +121,17 @@ def test_command_line_bids_run_and_its_mistakes(dataset, tmp_path):
     run = subprocess.run([COMMAND, "--bids", str(dataset), "--out", str(out),
                           "--participant-label", "02", "--steps", "2", "--steps-per-epoch", "2",
                           "--patch-size", "12", "--filters", "4", "--quiet",
-                          "--variant", "conv-interp-residual-vae", "--samples", "2"],
+                          "--variant", "conv-interp-residual-vae", "--samples", "2",
+                          "--draws", "2"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     anat = out / "sub-02" / "ses-A" / "anat"
     assert sorted(os.listdir(anat)) == sorted(
         f"sub-02_ses-A_acq-axial_run-1_desc-{desc}_FLAIR{ext}"
-        for desc in ("imputed", "imputedstd") for ext in (".json", ".nii.gz"))
+        for desc in ("imputed", "imputedstd", "imputeddraw01", "imputeddraw02")
+        for ext in (".json", ".nii.gz"))
+    with open(anat / "sub-02_ses-A_acq-axial_run-1_desc-imputedstd_FLAIR.json") as file:
+        assert json.load(file)["StdCalibration"]["scale"] > 0
     assert not (out / "sub-01").exists()
     _assert_valid_bids(out)
     for arguments, message in [

@@ -38,7 +38,7 @@ SPLIT = {
                      "normalize": "sparselayers.mri.intensity",
                      "training_dataset": "sparselayers.mri.training",
                      "impute_volume": "sparselayers.mri.imputation",
-                     "sample_volume": "sparselayers.mri.imputation"},
+                     "sample_volume": "sparselayers.mri.uncertainty"},
     "slice_workflow": {"impute_slices": "sparselayers.mri.workflow",
                        "main": "sparselayers.mri.cli",
                        "build_parser": "sparselayers.mri.cli"},

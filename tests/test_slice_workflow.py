@@ -1,5 +1,6 @@
 """The thick-slice workflow: detection, training data, imputation, files, the CLI."""
 
+import json
 import os
 import subprocess
 import sys
@@ -362,7 +363,9 @@ def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path
     out = tmp_path / "out"
     mri.impute_slices([inputs], out, variant="conv-interp-residual-vae", samples=3,
                       steps=20, steps_per_epoch=10, patch_size=16, filters=4,
-                      verbose=0, montage=False)
+                      verbose=0, montage=False, draws=2, validation_share=0.2)
+    with open(out / "self_validation.json") as file:
+        calibrations = json.load(file)["std_calibration"]
     for path, (volume, kept) in truths.items():
         name = os.path.basename(path)[:-len(".nii.gz")]
         imputed = nibabel.load(str(out / f"{name}_imputed.nii.gz")).get_fdata(dtype=np.float32)
@@ -371,7 +374,22 @@ def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path
         np.testing.assert_array_equal(imputed[:, :, kept], sparse[:, :, kept])
         assert np.all(np.isfinite(imputed)) and np.all(np.isfinite(spread))
         assert np.all(spread[:, :, kept] == 0) and np.all(spread >= 0)
-        assert spread[:, :, ~kept].mean() > 0  # draws differ where nothing was acquired
+        assert spread[:, :, ~kept].mean() > 0  # uncertain where nothing was acquired
+        # Two multiple imputations, acquired voxels bit-exact, missing ones differing.
+        draws = [nibabel.load(str(out / f"{name}_draw-{k:02d}.nii.gz")).get_fdata(dtype=np.float32)
+                 for k in (1, 2)]
+        for draw in draws:
+            np.testing.assert_array_equal(draw[:, :, kept], sparse[:, :, kept])
+            assert np.all(np.isfinite(draw))
+        # (Both may be 0 where clipped: a magnitude image has no negative voxel.)
+        first, second = draws[0][:, :, ~kept], draws[1][:, :, ~kept]
+        differ = first != second
+        assert np.all(differ | ((first == 0) & (second == 0))) and np.mean(differ) > 0.3
+        assert not (out / f"{name}_draw-03.nii.gz").exists()
+        calibration = calibrations[path]
+        assert calibration["scale"] > 0 and calibration["voxels"] > 0
+        multipliers = [calibration["interval_multipliers"][level] for level in ("0.5", "0.9", "0.95")]
+        assert 0 < multipliers[0] < multipliers[1] < multipliers[2]
     import keras
 
     from sparselayers import SparseVAE
@@ -379,8 +397,9 @@ def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path
     assert isinstance(keras.saving.load_model(str(out / "model.keras")), SparseVAE)
 
 
-def test_sample_volume_matches_the_draws_of_each_cut(rng):
-    """Mean and spread are the draws' own, cut by cut, averaged over orientations."""
+def test_sample_volume_matches_the_moments_of_each_cut(rng):
+    """Mean and std are each cut's predictive moments, its mirror's too, averaged over
+    the four views (std: the root of the mean variance), times the calibration's scale."""
     import sparselayers
 
     volume = smooth_volume((10, 11, 12), 8) / 1000
@@ -388,25 +407,27 @@ def test_sample_volume_matches_the_draws_of_each_cut(rng):
     acquisition = mri.find_acquisition(sparse)
     model = sparselayers.build_variant("conv-interp-residual-vae", (None, None, 1), latent_dim=2,
                                        filters=4, dilations=(1,))
+    calibration = mri.uncertainty.Calibration(1.7, [1.0] * 10, 100)
     mean, spread = mri.sample_volume(model, sparse, acquisition, num_samples=4,
-                                     batch_size=100, seed=3)
-    # Reference: the same draws, from the cuts taken by hand.
+                                     batch_size=100, seed=3, calibration=calibration)
+    # Reference: the same draws (the same seeds, in the same order), cut by hand.
     seeds = np.random.default_rng(3)
     moved = np.moveaxis(sparse, 1, 0)  # (A, X, Z)
-    totals = []
+    means, variances = np.zeros(moved.shape), np.zeros(moved.shape)
     for cut_axis in (1, 2):
         cuts = np.moveaxis(moved, cut_axis, 0)[..., None]
         mask = np.broadcast_to(kept[None, :, None, None], cuts.shape).astype(np.float32)
-        draws = model.sample_imputations(cuts, mask, 4, seed=int(seeds.integers(2**31)),
-                                         batch_size=len(cuts), pixel_noise=False)[..., 0]
-        totals.append((np.moveaxis(draws.mean(0), 0, cut_axis),
-                       np.moveaxis(draws.std(0), 0, cut_axis)))
-    want_mean = np.moveaxis(np.where(kept[:, None, None], moved,
-                                     (totals[0][0] + totals[1][0]) / 2), 0, 1)
-    want_std = np.moveaxis(np.where(kept[:, None, None], 0.0,
-                                    (totals[0][1] + totals[1][1]) / 2), 0, 1)
+        for flip in (slice(None), slice(None, None, -1)):
+            m, s = model.predictive_moments(np.where(mask > 0, cuts, 0)[:, :, flip],
+                                            mask[:, :, flip], 4, batch_size=len(cuts),
+                                            seed=int(seeds.integers(2**31)))
+            means += np.moveaxis(m[:, :, flip, 0], 0, cut_axis) / 4
+            variances += np.moveaxis(s[:, :, flip, 0] ** 2, 0, cut_axis) / 4
+    want_mean = np.moveaxis(np.where(kept[:, None, None], moved, means), 0, 1)
+    want_std = np.moveaxis(np.where(kept[:, None, None], 0.0, 1.7 * np.sqrt(variances)), 0, 1)
     np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(spread, want_std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(mean[:, kept], sparse[:, kept])
 
 
 def test_impute_volume_memory_is_a_few_volumes():

@@ -31,8 +31,12 @@ class SparseVAE(keras.Model):
         encoder: Keras model mapping ``[image, mask]`` to ``[mean, log_variance]``,
             each (batch, d).
         decoder: Keras model mapping latents (batch, d) to images of the
-            image's shape.
-        noise_sigma: sigma > 0, the pixel noise of the model.
+            image's shape. Two extensions (`sparse_vae_loss.decode`): a
+            conditional decoder takes ``[latent, image, mask]`` (the observed
+            entries, missing ones 0), f(x; y_O); a heteroscedastic one returns
+            ``[mean, log_scale]``, a per-entry pixel noise sigma(x).
+        noise_sigma: sigma > 0, the pixel noise of the model (for a
+            heteroscedastic decoder, the fixed sigma its mean is fitted with).
         learn_noise_sigma: if True, sigma is a trained weight (kept positive by
             learning log sigma).
         num_samples: K, posterior samples per image in the loss.
@@ -75,6 +79,8 @@ class SparseVAE(keras.Model):
         # "frequent retracing" warning; a partial object is its own key.
         self._impute_function = tf.function(
             functools.partial(sparse_vae_imputation.impute_batch, self), reduce_retracing=True)
+        self._moments_function = tf.function(
+            functools.partial(sparse_vae_imputation.moments_batch, self), reduce_retracing=True)
         self._encode_function = tf.function(
             functools.partial(sparse_vae_imputation.encode_batch, self.encoder),
             reduce_retracing=True)
@@ -98,7 +104,11 @@ class SparseVAE(keras.Model):
         observed = image_and_mask.observed_entries(mask, image)
         mean, _ = self.encoder([image_and_mask.zero_missing(image, observed), mask],
                                training=training)
-        return self.decoder(mean, training=training)
+        if not (sparse_vae_loss.is_conditional(self.decoder)
+                or sparse_vae_loss.is_heteroscedastic(self.decoder)):
+            return self.decoder(mean, training=training)
+        decoded, _ = sparse_vae_loss.decode(self.decoder, mean[None], image, mask, training)
+        return tf.cast(decoded[0], self.compute_dtype)
 
     def loss_terms(self, image, mask, training=False, scored_mask=None):
         """(reconstruction, kl), each (batch,), for a batch of images and masks.
@@ -220,6 +230,8 @@ class SparseVAE(keras.Model):
                            verbose=0):
         """Multiple imputation (eq. 5): x_k ~ q(x|y_O), y_hat ~ N(f(x_k), sigma^2 I).
 
+        (sigma(x_k)^2 per entry for a heteroscedastic decoder.)
+
         Returns:
             float32 (n, num_images, *shape); observed entries exactly as given.
             With ``pixel_noise=False``, the imputations are f(x_k) themselves.
@@ -228,6 +240,27 @@ class SparseVAE(keras.Model):
         """
         return sparse_vae_imputation.sample_imputations(self, image, mask, n, seed, batch_size,
                                                         pixel_noise, verbose)
+
+    def predictive_moments(self, image, mask, num_samples=10, batch_size=None, seed=None):
+        """Mean and standard deviation of the posterior predictive, per entry.
+
+        The predictive of a missing entry is f(x)_j + noise, x ~ q(x|y_O):
+        its mean is estimated by the mean of f(x_k) over `num_samples`
+        draws (as `impute`) and its standard deviation by
+        sqrt(var_k f(x_k)_j + mean_k sigma_j(x_k)^2): the posterior draws'
+        spread plus the likelihood's own noise (the model's sigma, or the
+        heteroscedastic decoder's per entry).
+
+        Returns:
+            (mean, std), float32 (n, *shape) each; observed entries exactly
+            as given in `mean` and 0 in `std`.
+
+        Example:
+
+        >>> mean, std = model.predictive_moments(images, masks, num_samples=10)
+        """
+        return sparse_vae_imputation.predictive_moments(self, image, mask, num_samples,
+                                                        batch_size, seed)
 
     def encode(self, image, mask, batch_size=256):
         """Posterior parameters (mean, log_variance), each (n, d), as arrays.
@@ -308,6 +341,15 @@ def _check_encoder_decoder(encoder, decoder):
         )
     latent_dim = mean_shape[-1]  # d, or the channels of a spatial latent
     decoder_input = tuple(decoder.inputs[0].shape)
+    if len(decoder.inputs) not in (1, 3) or len(decoder.outputs) not in (1, 2):
+        raise ValueError(
+            f"The decoder must map a latent, or [latent, image, mask], to an image or to "
+            f"[mean, log_scale]; it has {len(decoder.inputs)} input(s) and "
+            f"{len(decoder.outputs)} output(s).")
+    for extra in list(decoder.inputs[1:]) + list(decoder.outputs[1:]):
+        if tuple(extra.shape[1:]) != image_shape:
+            raise ValueError(f"The decoder's image, mask and log-scale must be (batch,) + "
+                             f"{image_shape}; received {tuple(extra.shape)}.")
     decoder_output = tuple(decoder.outputs[0].shape[1:])
     if decoder_input[1:] != mean_shape[1:]:
         raise ValueError(

@@ -20,7 +20,7 @@ from sparselayers.distribute import streaming
 from sparselayers.layers import image_and_mask
 from sparselayers.models import sparse_vae_loss
 
-__all__ = ["impute", "sample_imputations", "encode", "export_imputer", "widest_activation",
+__all__ = ["impute", "sample_imputations", "predictive_moments", "encode", "export_imputer", "widest_activation",
            "DECODED_VALUES_PER_CALL"]
 
 # Default bound on one imputation call's widest decoder activation, all
@@ -39,14 +39,35 @@ def impute_batch(model, image, mask, num_samples, seed, pixel_noise):
     )
     log_variance = sparse_vae_loss.bounded_log_variance(log_variance)
     samples = mean + tf.exp(0.5 * log_variance) * noise
-    flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
-    decoded = tf.cast(model.decoder(flat, training=False), tf.float32)
+    decoded, scale = sparse_vae_loss.decode(model.decoder, samples, image, mask)
     decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
     if pixel_noise:
-        decoded += model.noise_sigma * tf.random.stateless_normal(
-            tf.shape(decoded), seed=seed + 1
-        )
+        scale = model.noise_sigma if scale is None else tf.reshape(scale, tf.shape(decoded))
+        decoded += scale * tf.random.stateless_normal(tf.shape(decoded), seed=seed + 1)
     return tf.where(observed, image, decoded), mean
+
+
+def moments_batch(model, image, mask, num_samples, seed):
+    """(mean, std) of the posterior predictive for one batch, each image's shape.
+
+    Over `num_samples` posterior draws x_k: the mean of f(x_k), and the
+    standard deviation of f(x_k) + noise, i.e. sqrt(var_k f(x_k) +
+    mean_k sigma(x_k)^2) (sigma the model's, or the heteroscedastic
+    decoder's, per entry).
+    """
+    observed = tf.broadcast_to(mask > 0.5, tf.shape(image))
+    mean, log_variance = model.encoder([tf.where(observed, image, 0.0), mask], training=False)
+    mean = tf.cast(mean, tf.float32)
+    noise = tf.random.stateless_normal(tf.concat([[num_samples], tf.shape(mean)], axis=0),
+                                       seed=seed)
+    samples = mean + tf.exp(0.5 * sparse_vae_loss.bounded_log_variance(log_variance)) * noise
+    decoded, scale = sparse_vae_loss.decode(model.decoder, samples, image, mask)
+    decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
+    noise_variance = (tf.square(model.noise_sigma) if scale is None else
+                      tf.reduce_mean(tf.square(tf.reshape(scale, tf.shape(decoded))), axis=0))
+    average = tf.reduce_mean(decoded, axis=0)
+    spread = tf.reduce_mean(tf.square(decoded - average), axis=0)
+    return average, tf.sqrt(spread + noise_variance)
 
 
 def check_arrays(model, image, mask, caller="SparseVAE"):
@@ -142,6 +163,27 @@ def sample_imputations(model, image, mask, n, seed=None, batch_size=None, pixel_
     samples, _ = run_batches(model, image, mask, n, seed, bool(pixel_noise), batch_size,
                              verbose, caller="SparseVAE.sample_imputations")
     return samples
+
+
+def predictive_moments(model, image, mask, num_samples=10, batch_size=None, seed=None):
+    """`SparseVAE.predictive_moments` of `model` (see there)."""
+    num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
+    image, mask = check_arrays(model, image, mask, "SparseVAE.predictive_moments")
+    batch_size = images_per_call(model, batch_size, num_samples, image.shape[1:])
+    rng = np.random.default_rng(seed)
+    means, stds = [], []
+    for start in range(0, len(image), batch_size):
+        part = slice(start, start + batch_size)
+        batch_seed = tf.constant(rng.integers(0, 2**31 - 1, size=2), tf.int32)
+        mean, std = model._moments_function(tf.constant(image[part]), tf.constant(mask[part]),
+                                            tf.constant(num_samples, tf.int32), batch_seed)
+        means.append(mean.numpy())
+        stds.append(std.numpy())
+    if not means:
+        return image.copy(), np.zeros_like(image)
+    observed = mask > 0.5
+    return (np.where(observed, image, np.concatenate(means)),
+            np.where(observed, 0.0, np.concatenate(stds)).astype(np.float32))
 
 
 def encode(model, image, mask, batch_size=256):

@@ -8,6 +8,19 @@ approximate posterior, f the decoder and p(x) = N(0, I):
 the expectation estimated with K reparameterised samples (eq. 8-9). Missing
 entries contribute nothing, not even through gradients (they are removed with
 `tf.where`, never multiplied by the mask, so NaN cannot leak).
+
+Two decoder forms extend the paper's f(x) (`decode`):
+
+* conditional: the decoder takes ``[latent, image, mask]`` (the observed
+  entries, missing ones 0), f(x; y_O), e.g. a correction to interpolation;
+* heteroscedastic: the decoder returns ``[mean, log_scale]``, a per-entry
+  noise scale sigma(x) instead of one sigma. Its loss is decoupled: the mean
+  is fitted by the likelihood with the model's fixed sigma (as the
+  homoscedastic model), the scale by the likelihood N(y; stop_gradient(mean),
+  sigma(x)^2), so that learning the variance cannot trade the mean's accuracy
+  on hard entries for a larger variance there (the known failure of a plain
+  Gaussian negative log-likelihood; Seitzer et al., "On the pitfalls of
+  heteroscedastic uncertainty estimation", ICLR 2022).
 """
 
 import keras
@@ -20,6 +33,8 @@ __all__ = [
     "posterior",
     "standard_normal_prior",
     "bounded_log_variance",
+    "decode",
+    "LOG_SCALE_BOUNDS",
 ]
 
 tfd = tfp.distributions
@@ -29,6 +44,11 @@ tfd = tfp.distributions
 # can output log-variances of hundreds, whose exp overflows float32 into
 # Inf and then NaN samples. Standard deviations stay within [4.5e-5, 2.2e4].
 LOG_VARIANCE_BOUND = 20.0
+
+
+# A heteroscedastic decoder's log-scale is clipped to this range: scales
+# from 1e-4 to 20 (data normalised to about [0, 1]).
+LOG_SCALE_BOUNDS = (-9.2, 3.0)
 
 
 def bounded_log_variance(log_variance):
@@ -75,7 +95,7 @@ def observed_log_likelihood(image, observed, reconstruction, noise_sigma):
         image: (batch, *shape); missing entries may hold NaN.
         observed: bool, image's shape.
         reconstruction: (..., batch, *shape), f(x) (leading sample axes allowed).
-        noise_sigma: scalar > 0.
+        noise_sigma: scalar > 0, or per-entry scales of `reconstruction`'s shape.
 
     Returns:
         (..., batch) log-likelihoods.
@@ -85,6 +105,58 @@ def observed_log_likelihood(image, observed, reconstruction, noise_sigma):
     log_prob = tf.where(observed, likelihood.log_prob(image), 0.0)
     sample_axes = list(range(-(image.shape.rank - 1), 0))
     return tf.reduce_sum(log_prob, axis=sample_axes)
+
+
+def decode(decoder, latents, image=None, mask=None, training=False):
+    """The decoder's (mean, scale) for latents (K, batch, *latent_shape).
+
+    Args:
+        decoder: a Keras model from latents (n, *latent_shape), or from
+            ``[latents, image, mask]`` (conditional; three inputs), to an
+            image (n, *shape), or to ``[mean, log_scale]`` (heteroscedastic;
+            two outputs).
+        latents: (K, batch, *latent_shape) samples.
+        image, mask: (batch, *shape), for a conditional decoder: the observed
+            entries (missing ones may hold anything; they are set to 0) and
+            the mask, repeated for the K samples.
+        training: passed to the decoder.
+
+    Returns:
+        mean: float32 (K, batch, *shape).
+        scale: float32 (K, batch, *shape) for a heteroscedastic decoder
+            (exp of the log-scale clipped to `LOG_SCALE_BOUNDS`), else None.
+    """
+    latents = tf.convert_to_tensor(latents)
+    samples = tf.shape(latents)[0]
+    flat = tf.reshape(latents, tf.concat([[-1], tf.shape(latents)[2:]], axis=0))
+    if is_conditional(decoder):
+        image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
+        mask = tf.cast(tf.broadcast_to(mask, tf.shape(image)), image.dtype)
+        image = tf.where(mask > 0.5, image, tf.zeros_like(image))
+        repeat = tf.concat([[samples], tf.ones([image.shape.rank - 1], tf.int32)], axis=0)
+        inputs = [flat, tf.tile(image, repeat), tf.tile(mask, repeat)]
+    else:
+        inputs = flat
+    decoded = _call(decoder, inputs, training)
+    log_scale = None
+    if isinstance(decoded, (list, tuple)):
+        decoded, log_scale = decoded
+    shape = tf.concat([[samples, -1], tf.shape(decoded)[1:]], axis=0)
+    mean = tf.reshape(tf.cast(decoded, tf.float32), shape)
+    if log_scale is None:
+        return mean, None
+    log_scale = tf.clip_by_value(tf.cast(log_scale, tf.float32), *LOG_SCALE_BOUNDS)
+    return mean, tf.reshape(tf.exp(log_scale), shape)
+
+
+def is_conditional(decoder):
+    """True for a decoder taking ``[latent, image, mask]``."""
+    return len(getattr(decoder, "inputs", None) or []) == 3
+
+
+def is_heteroscedastic(decoder):
+    """True for a decoder returning ``[mean, log_scale]``."""
+    return len(getattr(decoder, "outputs", None) or []) == 2
 
 
 def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
@@ -98,8 +170,11 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
         mask: 1 where observed (bool, or float > 0.5), image's shape or 1 channel.
         mean, log_variance: (batch, d), or (batch, *latent_shape) for spatial
             latents, the encoder's posterior parameters.
-        decoder: callable mapping latents (n, d) to images (n, *shape).
-        noise_sigma: sigma > 0 (float or scalar tensor, e.g. a learned weight).
+        decoder: callable mapping latents (n, d) to images (n, *shape), or
+            a conditional and/or heteroscedastic Keras decoder (`decode`).
+        noise_sigma: sigma > 0 (float or scalar tensor, e.g. a learned
+            weight); for a heteroscedastic decoder, the fixed sigma of the
+            mean's term.
         num_samples: K, samples from q for the expectation.
         training: passed to a Keras decoder.
         scored_mask: the entries of the likelihood, if not `mask`'s (for
@@ -107,7 +182,9 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
             held-out ones too); same conventions as `mask`.
 
     Returns:
-        reconstruction: (batch,) -E_q[log N(y_O; f(x)_O, sigma^2 I)].
+        reconstruction: (batch,) -E_q[log N(y_O; f(x)_O, sigma^2 I)] (for a
+            heteroscedastic decoder, plus -E_q[log N(y_O; [f(x)]_O,
+            sigma(x)_O^2)], [.] a stop-gradient).
         kl: (batch,) KL(q(x|y_O) || N(0, I)), from `tfd.kl_divergence`.
     """
     observed = tf.convert_to_tensor(mask)
@@ -122,10 +199,17 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
     q = posterior(mean, log_variance)
     kl = tfd.kl_divergence(q, prior_like(mean))
     samples = q.sample(num_samples)  # (K, batch, *latent_shape), reparameterised
-    flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
-    decoded = _call(decoder, flat, training)
+    if isinstance(decoder, keras.Model):
+        # The encoder saw `mask`'s entries: so does a conditional decoder.
+        decoded, scale = decode(decoder, samples, image, mask, training)
+    else:
+        flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
+        decoded, scale = _call(decoder, flat, training), None
     decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
     log_likelihood = observed_log_likelihood(image, observed, decoded, noise_sigma)
+    if scale is not None:
+        log_likelihood += observed_log_likelihood(image, observed,
+                                                  tf.stop_gradient(decoded), scale)
     reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
     return reconstruction, kl
 

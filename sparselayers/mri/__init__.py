@@ -14,8 +14,11 @@ One concept a module, in the order of the workflow:
   degraded as each scan was acquired.
 * `training_backup`: a training's backup that survives a kill, and resuming
   from it on the same batches.
-* `imputation`: filling a volume with a trained model (`impute_volume`,
-  `sample_volume`), restoring a thick-slice volume (`restore_volume`).
+* `imputation`: filling a volume with a trained model (`impute_volume`),
+  restoring a thick-slice volume (`restore_volume`).
+* `self_validation`: the model against interpolation on held-out acquired slices.
+* `uncertainty`: a sparse VAE's calibrated predictive std and multiple
+  imputations (`sample_volume`, `draw_volumes`, `fit_calibration`).
 * `inputs`, `options`, `model_checks`, `montage`, `volume_outputs`, `workflow`:
   the workflow on files (`impute_slices`).
 * `report`: the run's quality-control page, ``report.html``.
@@ -39,7 +42,9 @@ if not console.running_a_command():
     from sparselayers.mri.acquisition import refine_thick_slices
     from sparselayers.mri.imputation import impute_volume
     from sparselayers.mri.imputation import restore_volume
-    from sparselayers.mri.imputation import sample_volume
+    from sparselayers.mri.uncertainty import draw_volumes
+    from sparselayers.mri.uncertainty import fit_calibration
+    from sparselayers.mri.uncertainty import sample_volume
     from sparselayers.mri.intensity import denormalize
     from sparselayers.mri.intensity import normalize
     from sparselayers.mri.slice_grid import SliceGrid
@@ -57,6 +62,8 @@ __all__ = [
     "impute_volume",
     "restore_volume",
     "sample_volume",
+    "draw_volumes",
+    "fit_calibration",
     "SliceGrid",
     "SliceProfile",
     "thick_slice_grid",
@@ -78,10 +85,12 @@ __all__ = [
     "montage",
     "options",
     "report",
+    "self_validation",
     "slice_grid",
     "slice_profile",
     "training",
     "training_backup",
+    "uncertainty",
     "volume_io",
     "volume_outputs",
     "workflow",

@@ -16,8 +16,10 @@ The output folder becomes a BIDS derivatives dataset:
   with its JSON sidecar: ``Sources``, ``Description``, ``SkullStripped``
   (false), the detected acquisition and slice profile, the model and the
   settings, the self-validation (``SelfValidation``: the model against
-  linear interpolation on held-out acquired slices), the package version; a sparse VAE's per-voxel standard
-  deviation as ``..._desc-imputedstd_<suffix>.nii.gz``;
+  linear interpolation on held-out acquired slices), the package version; a sparse VAE's
+  calibrated predictive standard deviation as ``..._desc-imputedstd_<suffix>.nii.gz``
+  (its calibration in the sidecar's ``StdCalibration``) and its ``--draws`` as
+  ``..._desc-imputeddraw01_<suffix>.nii.gz``...;
 * the montages in ``sub-X/figures/``, and ``report.html``, ``model.keras``,
   ``self_validation.json`` and the training backup at the top, all listed in ``.bidsignore`` (as
   fMRIPrep does), so that the BIDS validator reports no error.
@@ -154,6 +156,7 @@ def impute_bids(root, out, participant_label=None, session_label=None, suffix=No
     """
     from sparselayers import __version__
     from sparselayers.mri.inputs import PreparedVolume
+    from sparselayers.mri.inputs import draw_path
     from sparselayers.mri.volume_outputs import describe
     from sparselayers.mri.workflow import impute_slices
 
@@ -198,13 +201,20 @@ def impute_bids(root, out, participant_label=None, session_label=None, suffix=No
                                "Method": validation["method"]},
             "SoftwareVersion": __version__,
         }
+        if path in validation.get("std_calibration", {}):
+            sidecar["StdCalibration"] = validation["std_calibration"][path]
         imputed_path, _, std_path = names(path, out)
-        for written in (imputed_path, std_path):
+        descriptions = {imputed_path: "", std_path: (
+            " Per-voxel standard deviation of the posterior predictive (posterior draws and "
+            "the likelihood's noise), calibrated on held-out acquired slices.")}
+        for index in range(1, int(options.get("draws", 0)) + 1):
+            descriptions[draw_path(std_path, index)] = (
+                f" Multiple imputation {index} (a draw from the posterior predictive).")
+        for written, description in descriptions.items():
             if os.path.exists(written):
                 volume_io.write_json(written[:-len(volume_io.volume_suffix(written))] + ".json",
-                            {**sidecar, "Description": sidecar["Description"] + (
-                                " Per-voxel standard deviation of the posterior draws."
-                                if written == std_path else "")})
+                                     {**sidecar,
+                                      "Description": sidecar["Description"] + description})
     return outputs
 
 

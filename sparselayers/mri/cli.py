@@ -31,8 +31,13 @@ output folder:
   per volume its detected acquisition and three orthogonal planes of
   acquired / interpolation / imputed (``--no-report``: none);
 * with ``--variant conv-interp-residual-vae`` (a sparse VAE), also
-  ``<name>_std<suffix>``: the per-voxel standard deviation of ``--samples``
-  posterior imputations (their mean is the imputed volume).
+  ``<name>_std<suffix>``: the per-voxel standard deviation of the posterior
+  predictive (the spread of ``--samples`` posterior draws and the
+  likelihood's own noise), calibrated on the held-out acquired slices
+  (`sparselayers.mri.uncertainty`; ``mean +- m * std`` is a central
+  interval, m per level in ``self_validation.json``); and with
+  ``--draws K``, ``<name>_draw-01<suffix>``...: K multiple imputations,
+  acquired voxels unchanged.
 
 Every option, input, the ``--model`` (called once on one cut) and the output
 folder are checked before any training: a mistake is one line and exit
@@ -132,6 +137,9 @@ def build_parser():
                              "(multiple imputation, per-voxel uncertainty)")
     parser.add_argument("--samples", type=int, default=10,
                         help="posterior draws per cut for a sparse VAE model")
+    parser.add_argument("--draws", type=int, default=0,
+                        help="with the sparse VAE: also write this many multiple imputations "
+                             "per input (<name>_draw-01.nii.gz...), acquired voxels unchanged")
     parser.add_argument("--filters", type=int, default=32, help="channels of the model")
     parser.add_argument("--patch-size", type=int, default=48, help="training patch side")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per step")
@@ -162,7 +170,10 @@ def main(argv=None):
             steps=args.steps, steps_per_epoch=args.steps_per_epoch, samples=args.samples,
             filters=args.filters, patch_size=args.patch_size, batch_size=args.batch_size,
             learning_rate=args.learning_rate, seed=args.seed, every=args.every, axis=args.axis,
-            validation_share=args.validation_share)
+            validation_share=args.validation_share, draws=args.draws)
+        if args.draws and args.variant != "conv-interp-residual-vae" and args.model is None:
+            raise ValueError(f"--draws {args.draws} needs a sparse VAE model (--variant "
+                             "conv-interp-residual-vae)")
         options.check_training(args.model, args.steps)
         options.check_out_folder(args.out)
         console.quiet_command_line()
@@ -183,7 +194,8 @@ def main(argv=None):
             montage=not args.no_montage, report=not args.no_report,
             verbose=0 if args.quiet else 1,
             slice_profile=args.slice_profile, slice_thickness=args.slice_thickness,
-            resolution=args.resolution, validation_share=args.validation_share)
+            resolution=args.resolution, validation_share=args.validation_share,
+            draws=args.draws)
     except (ValueError, ImportError) as error:
         print(f"sparselayers-impute-slices: error: {error}", file=sys.stderr)
         return 2

@@ -2,8 +2,8 @@
 
 `impute_volume` fills a volume from its cuts through the acquisition axis,
 both orientations of them, each cut also mirrored: the mean of the four
-predictions. `sample_volume` draws a `SparseVAE`'s posterior imputations of
-the same cuts (mean and per-voxel spread). `restore_volume` restores a
+predictions (a `SparseVAE`'s uncertainty: `sparselayers.mri.uncertainty`).
+`restore_volume` restores a
 thick-slice volume on its fine grid (box or Gaussian slice profile): between
 and across its slices, consistent with them. Memory: the volume, one or two
 accumulators, and one batch of cuts.
@@ -25,7 +25,7 @@ from sparselayers.layers.image_and_mask import check_positive_int
 from sparselayers.models.sparse_vae_imputation import widest_activation
 from sparselayers.mri import slice_profile
 
-__all__ = ["impute_volume", "restore_volume", "sample_volume", "check_cuts_fit", "cut_predictor",
+__all__ = ["impute_volume", "restore_volume", "check_cuts_fit", "cut_predictor",
            "ACTIVATION_VALUES_PER_CALL"]
 
 # Default bound on one model call's widest activation during imputation:
@@ -215,55 +215,3 @@ def _predict_cuts(predict, images, mask, fixed):
     images = np.ascontiguousarray(np.pad(images, pad)[..., None])
     mask = np.ascontiguousarray(np.pad(mask, pad)[..., None])
     return np.array(predict(images, mask)[:, :height, :width, 0])
-
-
-def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, seed=0):
-    """Conditional mean and per-voxel spread from a `SparseVAE`'s posterior draws.
-
-    Each cut through the acquisition axis (both orientations) gets
-    `num_samples` imputations f(x_k), x_k ~ q(x | acquired rows)
-    (`SparseVAE.sample_imputations` without pixel noise); per voxel, their
-    mean is the imputation (eq. 8) and their standard deviation the model's
-    uncertainty, both averaged over the two orientations. Memory: the volume,
-    two accumulators, and one batch of cuts' draws.
-
-    Args:
-        batch_size: cuts per call; None bounds one call's widest activation
-            (times `num_samples`) by `ACTIVATION_VALUES_PER_CALL` values.
-
-    Returns:
-        (mean, std), float32 (X, Y, Z) each; acquired voxels are exact in
-        `mean` and 0 in `std`.
-    """
-    if not hasattr(model, "sample_imputations"):
-        raise ValueError(f"sample_volume needs a SparseVAE (posterior draws); received "
-                         f"{type(model).__name__}: use impute_volume.")
-    num_samples = check_positive_int(num_samples, "num_samples")
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    scaled = np.asarray(scaled, np.float32)
-    acquisition.check_shape(scaled.shape)
-    acquired = acquisition.acquired
-    moved = np.moveaxis(scaled, acquisition.axis, 0)
-    if batch_size is None:
-        largest_cut = (moved.shape[0], max(moved.shape[1:]), 1)
-        batch_size = max(1, ACTIVATION_VALUES_PER_CALL
-                         // (num_samples * widest_activation(model, largest_cut)))
-    mean_total = np.zeros(moved.shape, np.float32)
-    std_total = np.zeros(moved.shape, np.float32)
-    rng = np.random.default_rng(seed)
-    for cut_axis in (1, 2):
-        for start in range(0, moved.shape[cut_axis], batch_size):
-            index = [slice(None)] * 3
-            index[cut_axis] = slice(start, min(start + batch_size, moved.shape[cut_axis]))
-            cuts = np.moveaxis(moved[tuple(index)], cut_axis, 0)[..., None]
-            mask = np.broadcast_to(acquired[None, :, None, None], cuts.shape).astype(np.float32)
-            draws = model.sample_imputations(cuts, mask, num_samples,
-                                             seed=int(rng.integers(2**31)),
-                                             batch_size=len(cuts), pixel_noise=False)[..., 0]
-            mean_total[tuple(index)] += np.moveaxis(draws.mean(axis=0), 0, cut_axis)
-            std_total[tuple(index)] += np.moveaxis(draws.std(axis=0), 0, cut_axis)
-    mean = np.where(acquired[:, None, None], moved, 0.5 * mean_total)
-    std = np.where(acquired[:, None, None], 0.0, 0.5 * std_total)
-    return (np.ascontiguousarray(np.moveaxis(mean, 0, acquisition.axis)),
-            np.ascontiguousarray(np.moveaxis(std, 0, acquisition.axis)))

@@ -84,6 +84,19 @@ def spread_path(path, out):
     return imputed_path[:-len(suffix) - len("_imputed")] + "_std" + suffix
 
 
+def draw_path(std_path, index):
+    """The path of multiple imputation `index` (1, 2...) beside the std volume.
+
+    ``<name>_std.nii.gz`` -> ``<name>_draw-01.nii.gz``; a BIDS
+    ``..._desc-imputedstd_T1w.nii.gz`` -> ``..._desc-imputeddraw01_T1w.nii.gz``
+    (a BIDS label is alphanumeric).
+    """
+    folder, base = os.path.split(std_path)
+    at = base.rindex("std")
+    tag = f"draw-{index:02d}" if base[at - 1] == "_" else f"draw{index:02d}"
+    return os.path.join(folder, base[:at] + tag + base[at + 3:])
+
+
 def default_names(path, out):
     """(imputed volume, montage, std volume) paths in `out` for the input `path`."""
     imputed_path, montage_path = output_paths(path, out)

@@ -22,8 +22,8 @@ def check_options(**options):
     """ValueError naming the option (as the command line spells it) at fault.
 
     Counts (`steps_per_epoch`, `samples`, `filters`, `patch_size`,
-    `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` an
-    int >= 0, `learning_rate` a finite number > 0, `every` None or an int
+    `batch_size`) are positive ints, `steps` an int >= 0 or None, `seed` and
+    `draws` ints >= 0, `learning_rate` a finite number > 0, `every` None or an int
     >= 2, `axis` None, 0, 1, 2 or an anatomical name, `validation_share` a
     number in [0, 0.5].
     """
@@ -41,7 +41,7 @@ def check_options(**options):
             if not (integer and -3 <= value <= 2) and str(value).lower() not in AXES:
                 raise ValueError(f"--axis must be 0, 1, 2, sagittal, coronal or axial; received "
                                  f"{value!r}.")
-        elif name in ("steps", "seed"):
+        elif name in ("steps", "seed", "draws"):
             if value is None and name == "steps":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:

@@ -37,7 +37,7 @@ from sparselayers.mri.imputation import cut_predictor
 from sparselayers.mri.training import FOREGROUND
 from sparselayers.mri.training import row_sampling
 
-__all__ = ["held_out_slices", "validate", "summary_line", "write_json", "THICK_OFFSETS",
+__all__ = ["held_out_slices", "validate", "degrade", "summary_line", "write_json", "THICK_OFFSETS",
            "FILE_NAME"]
 
 FILE_NAME = "self_validation.json"
@@ -69,8 +69,10 @@ def held_out_slices(count, share):
     return ((np.arange(held) + 0.5) * count / held).astype(int)
 
 
-def _degrade(truth, sampling):
-    """(image, mask, scored, baseline, projections) for one oriented slice.
+def degrade(truth, sampling):
+    """(image, mask, scored, baseline, projections): one slice degraded as acquired.
+
+    `truth` (L, W) is degraded along its first axis, at every offset.
 
     Batches (offsets, L, W); `projections` is None for point samples, else
     per offset the (acquired slices (K, W), forward weights (K, L)) that the
@@ -135,7 +137,7 @@ def validate(model, held_out, samplings):
             for oriented in (truth, truth.T):
                 if oriented.shape[0] < 2 * sampling.spacing + 1:
                     continue
-                images, masks, scored, baselines, projections = _degrade(oriented, sampling)
+                images, masks, scored, baselines, projections = degrade(oriented, sampling)
                 # As the volume is imputed: the mean of the cut and its mirror
                 # image, and for thick slices consistent with the slices.
                 predicted = 0.5 * (predict(images, masks)
@@ -175,10 +177,18 @@ def summary_line(scores):
             f"{scores['slices']} held-out slices, {scores['voxels']} voxels)")
 
 
-def write_json(path, result, names):
-    """Writes `validate`'s result, each input under its name, atomically."""
+def write_json(path, result, names, calibrations=None):
+    """Writes `validate`'s result, each input under its name, atomically.
+
+    `calibrations`: per input, a sparse VAE's `uncertainty.Calibration` (or
+    None), written under ``"std_calibration"``.
+    """
     content = {"method": "held-out acquired slices, degraded as acquired; MSE in normalised "
                          "units on voxels above the foreground threshold",
                "overall": result["overall"],
                "inputs": {str(name): scores for name, scores in zip(names, result["inputs"])}}
+    if calibrations is not None and any(c is not None for c in calibrations):
+        content["std_calibration"] = {
+            str(name): None if calibration is None else calibration.as_dict()
+            for name, calibration in zip(names, calibrations)}
     volume_io.write_json(path, content)

@@ -1,9 +1,9 @@
 """Imputing one prepared volume and writing what the workflow writes for it.
 
 `impute_and_write` fills a `inputs.PreparedVolume` with a trained model
-(`imputation.impute_volume`, `sample_volume` for a sparse VAE, or
-`restore_volume` for thick slices), brings it back to the input's units,
-checks it is finite and writes it (`volume_io.write_volume`), with its
+(`imputation.impute_volume`; `uncertainty.sample_volume` and `draw_volumes`
+for a sparse VAE; `restore_volume` for thick slices), brings it back to the
+input's units, checks it is finite and writes it (`volume_io.write_volume`), with its
 montage PNG and its section of the run's report (`report.Report`).
 `describe` is the one-line account of a volume's acquisition.
 """
@@ -14,6 +14,8 @@ from sparselayers import console
 from sparselayers.models.sparse_vae import SparseVAE
 from sparselayers.mri import imputation
 from sparselayers.mri import intensity
+from sparselayers.mri import uncertainty
+from sparselayers.mri.inputs import draw_path
 from sparselayers.mri import volume_io
 from sparselayers.mri.montage import point_comparison
 from sparselayers.mri.montage import save_montage
@@ -23,7 +25,7 @@ __all__ = ["impute_and_write", "describe"]
 
 
 def impute_and_write(model, prepared, output_path, montage_path, std_path, samples, seed,
-                     montage, report, verbose):
+                     montage, report, verbose, calibration=None, draws=0):
     """Imputes `prepared` with `model` and writes its outputs.
 
     Args:
@@ -32,6 +34,11 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         output_path, montage_path, std_path: where its imputed volume, its
             montage and (sparse VAE) its per-voxel std go.
         samples, seed: posterior draws per cut of a sparse VAE, their seed.
+        calibration: a sparse VAE's `uncertainty.Calibration` for this
+            volume, or None (its std uncalibrated).
+        draws: multiple imputations to write (`inputs.draw_path` of
+            `std_path`), a sparse VAE only; each has the acquired voxels
+            exactly as the input.
         montage: whether to write the montage.
         report: a `report.Report` to add the volume's section to, or None.
         verbose: 1 for progress output.
@@ -63,21 +70,25 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         return
     spread = None
     if isinstance(model, SparseVAE):
-        filled, spread = imputation.sample_volume(model, scaled, prepared.acquisition, samples,
-                                                  seed=seed)
+        filled, spread = uncertainty.sample_volume(model, scaled, prepared.acquisition, samples,
+                                                   seed=seed, calibration=calibration)
         spread *= np.float32(scale[1] - scale[0])
+        for index, draw in enumerate(uncertainty.draw_volumes(
+                model, scaled, prepared.acquisition, draws, calibration, seed=seed)
+                if draws else (), start=1):
+            _to_input_units(draw, scale, magnitude, data, acquired)
+            path = draw_path(std_path, index)
+            _check_finite(draw, path)
+            volume_io.write_volume(path, draw, volume, affine=affine)
+            if verbose:
+                print(f"wrote {path}")
     else:
         filled = imputation.impute_volume(
             model, scaled, prepared.acquisition, verbose=console.progress_verbosity(not verbose))
     del scaled
     # Back to the input's units in place (memory: data and result only),
     # then the acquired voxels copied exactly.
-    result = filled
-    result *= np.float32(scale[1] - scale[0])
-    result += np.float32(scale[0])
-    if magnitude:
-        np.maximum(result, 0, out=result)
-    np.copyto(result, data, where=acquired)
+    result = _to_input_units(filled, scale, magnitude, data, acquired)
     _check_finite(result, output_path)
     if spread is not None:
         _check_finite(spread, std_path)
@@ -87,6 +98,16 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
               output_path, montage_path if montage else None, report, affine, spread)
     if verbose:
         print(f"wrote {output_path}")
+
+
+def _to_input_units(result, scale, magnitude, data, acquired):
+    """`result` in place: unscaled, >= 0 for a magnitude image, acquired voxels as `data`."""
+    result *= np.float32(scale[1] - scale[0])
+    result += np.float32(scale[0])
+    if magnitude:
+        np.maximum(result, 0, out=result)
+    np.copyto(result, data, where=acquired)
+    return result
 
 
 def _pictures(comparison, prepared, output_path, montage_path, report, affine, spread=None):

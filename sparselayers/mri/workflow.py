@@ -26,6 +26,7 @@ from sparselayers.mri import report as report_module
 from sparselayers.mri import self_validation
 from sparselayers.mri import training
 from sparselayers.mri import training_backup
+from sparselayers.mri import uncertainty
 from sparselayers.mri import volume_outputs
 from sparselayers.mri.inputs import PreparedVolume
 from sparselayers.mri.inputs import SliceStacks
@@ -48,7 +49,7 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                   filters=32, patch_size=48, batch_size=16,
                   learning_rate=1e-3, seed=0, montage=True, verbose=1, slice_profile=None,
                   slice_thickness=None, resolution=None, report=True,
-                  output_names=default_names, validation_share=0.1):
+                  output_names=default_names, validation_share=0.1, draws=0):
     """Trains on a collection of thick-slice volumes and writes them filled in.
 
     The Python form of ``sparselayers-impute-slices`` (see the module
@@ -64,6 +65,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             with `filters` channels).
         variant: "conv-interp-residual" or "conv-interp-residual-vae".
         samples: posterior draws per cut when the model is a `SparseVAE`.
+        draws: multiple imputations to write per input (a `SparseVAE`
+            only): ``<name>_draw-01.nii.gz``... (`uncertainty.draw_volumes`).
         steps: training steps; default 3000 for a new model, 0 for a given one.
         seed: of the training patches and, for a new model, of its initial
             weights (`keras.utils.set_random_seed`, which seeds Python's,
@@ -95,9 +98,12 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     check_options(steps=steps, steps_per_epoch=steps_per_epoch, samples=samples,
                   filters=filters, patch_size=patch_size, batch_size=batch_size,
                   learning_rate=learning_rate, seed=seed, every=every, axis=axis,
-                  validation_share=validation_share)
+                  validation_share=validation_share, draws=draws)
     if variant not in VARIANTS:
         raise ValueError(f"--variant must be {' or '.join(VARIANTS)}; received {variant!r}.")
+    if draws and model is None and variant != "conv-interp-residual-vae":
+        raise ValueError(f"--draws {draws} needs a sparse VAE model (--variant "
+                         f"conv-interp-residual-vae); {variant} gives one imputation.")
     check_training(model, steps)
     out = str(out)
     check_out_folder(out)
@@ -123,6 +129,9 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             raise ValueError(f"model must be a keras.Model or a .keras path; received "
                              f"{type(model).__name__}.")
         steps = 0 if steps is None else steps
+    if draws and not isinstance(model, SparseVAE):
+        raise ValueError(f"--draws {draws} needs a sparse VAE model (--variant "
+                         f"conv-interp-residual-vae); {model_name} gives one imputation.")
     for p in prepared:  # before training: every volume must fit the model
         model_checks.check_model(model, p, name=model_name)
         if steps and min(p.slice_shape()) < patch_size:
@@ -148,22 +157,31 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
               batch_size, learning_rate, seed, verbose, backup=backup, held_out=held_out)
         save_model(model, os.path.join(out, "model.keras"))
 
-    validation = self_validation.validate(
-        model, [p.slices()[held] if len(held) else np.zeros((0, 1, 1), np.float32)
-                for p, held in zip(prepared, held_out)], [p.sampling for p in prepared])
+    held_out_stacks = [p.slices()[held] if len(held) else np.zeros((0, 1, 1), np.float32)
+                       for p, held in zip(prepared, held_out)]
+    validation = self_validation.validate(model, held_out_stacks,
+                                          [p.sampling for p in prepared])
+    calibrations = [None] * len(prepared)
+    if isinstance(model, SparseVAE):  # its std, calibrated on the same held-out slices
+        calibrations = [uncertainty.fit_calibration(model, stack, p.sampling, samples, seed)
+                        for p, stack in zip(prepared, held_out_stacks)]
     self_validation.write_json(os.path.join(out, self_validation.FILE_NAME), validation,
-                               [p.path for p in prepared])
+                               [p.path for p in prepared], calibrations)
     if verbose:
         for p, scores in zip(prepared, validation["inputs"]):
             print(f"self-validation, {p.path}: {self_validation.summary_line(scores)}")
+        for p, calibration in zip(prepared, calibrations):
+            if isinstance(model, SparseVAE):
+                print(f"std calibration, {p.path}: {uncertainty.summary_line(calibration)}")
         print(f"self-validation, all inputs (expected improvement over interpolation on these "
               f"scans): {self_validation.summary_line(validation['overall'])}")
     report = report_module.Report(out) if report else None
-    for p in prepared:
+    for p, calibration in zip(prepared, calibrations):
         _, montage_path, std_path = output_names(p.path, out)
         os.makedirs(os.path.dirname(outputs[p.path]) or ".", exist_ok=True)
         volume_outputs.impute_and_write(model, p, outputs[p.path], montage_path, std_path,
-                                        samples, seed, montage, report, verbose)
+                                        samples, seed, montage, report, verbose,
+                                        calibration, draws)
     if report is not None:
         shown = {name: value for name, value in backup.settings.items()
                  if name not in ("inputs", "samplings")}

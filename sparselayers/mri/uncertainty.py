@@ -1,0 +1,282 @@
+"""A sparse VAE's predictive uncertainty on a volume: calibrated std and draws.
+
+For each missing voxel the model gives a posterior predictive: the decoder's
+mean over posterior draws of the latent, and a standard deviation made of
+the draws' spread and the likelihood's own per-voxel noise
+(`SparseVAE.predictive_moments`), both averaged over the voxel's four views
+(the two cuts through it along the acquisition axis, each also mirrored,
+as `imputation.impute_volume`).
+
+No ground truth exists for a clinical scan's missing slices, so the
+standard deviation is calibrated on the scan's own held-out acquired slices
+(`self_validation.held_out_slices`, never trained on), degraded as the scan
+was acquired (`self_validation.degrade`) and filled in by the same model:
+on their hidden voxels in the head, the standardised errors
+z = (truth - mean) / std give
+
+* `Calibration.scale`, the root mean square of z: the model's std times it
+  is the predictive standard deviation written to ``<name>_std.nii.gz``;
+* `Calibration.multipliers`: per level p (`LEVELS`), the p-quantile of
+  |z| / scale, so that ``mean +- multiplier(p) * std`` is the central p
+  predictive interval (a split-conformal interval: its coverage on held-out
+  data is p by construction, whatever the errors' shape; a Gaussian would
+  give 1.645 at p = 0.9).
+
+This assumes that errors in-plane and through-plane are alike (the premise
+of the self-supervised training itself); `benchmarks/mri_cohort.py`
+measures the coverage on held-out brains. `draw_volumes` gives multiple
+imputations from the calibrated predictive, one volume at a time.
+
+Example:
+
+>>> calibration = fit_calibration(model, held_out_stack, sampling)
+>>> mean, std = sample_volume(model, scaled, acquisition, calibration=calibration)
+>>> low = mean - calibration.multiplier(0.9) * std     # 90% interval
+>>> for draw in draw_volumes(model, scaled, acquisition, 5, calibration):
+...     analyse(draw)
+"""
+
+from statistics import NormalDist
+
+import numpy as np
+
+from sparselayers.layers.image_and_mask import check_positive_int
+from sparselayers.models.sparse_vae_imputation import widest_activation
+from sparselayers.mri.imputation import ACTIVATION_VALUES_PER_CALL
+from sparselayers.mri.self_validation import degrade
+from sparselayers.mri.training import FOREGROUND
+from sparselayers.mri.training import row_sampling
+
+__all__ = ["Calibration", "fit_calibration", "sample_volume", "draw_volumes",
+           "interval_coverage", "summary_line", "LEVELS"]
+
+# The central interval levels a calibration keeps a multiplier for.
+LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+class Calibration:
+    """How to read a model's predictive std on one scan (see the module docstring).
+
+    Args:
+        scale: factor > 0 from the model's std to the predictive std.
+        multipliers: per level of `levels`, the half-width of the central
+            predictive interval in predictive stds.
+        voxels: held-out voxels it was fitted on.
+        levels: the levels, in (0, 1).
+    """
+
+    def __init__(self, scale, multipliers, voxels, levels=LEVELS):
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be finite and > 0; received {scale}.")
+        if len(multipliers) != len(levels):
+            raise ValueError(f"{len(multipliers)} multipliers for {len(levels)} levels.")
+        self.scale = float(scale)
+        self.multipliers = tuple(float(m) for m in multipliers)
+        self.voxels = int(voxels)
+        self.levels = tuple(float(level) for level in levels)
+
+    def multiplier(self, level):
+        """The central `level` interval's half-width, in predictive stds."""
+        for known, multiplier in zip(self.levels, self.multipliers):
+            if abs(known - level) < 1e-9:
+                return multiplier
+        raise ValueError(f"No calibrated interval at level {level!r}; the levels are "
+                         f"{', '.join(f'{known:g}' for known in self.levels)}.")
+
+    def as_dict(self):
+        """JSON-ready: scale, voxels and {level: multiplier}."""
+        return {"scale": self.scale, "voxels": self.voxels,
+                "interval_multipliers": {f"{level:g}": multiplier for level, multiplier
+                                         in zip(self.levels, self.multipliers)}}
+
+    @classmethod
+    def from_dict(cls, content):
+        """The inverse of `as_dict`."""
+        levels = [float(level) for level in content["interval_multipliers"]]
+        return cls(content["scale"], list(content["interval_multipliers"].values()),
+                   content["voxels"], levels)
+
+    def __repr__(self):
+        return (f"Calibration(scale={self.scale:.3g}, 90%: +-{self.multiplier(0.9):.3g} std, "
+                f"{self.voxels} voxels)")
+
+
+def fit_calibration(model, held_out, sampling, num_samples=10, seed=0):
+    """The calibration of `model`'s std from held-out acquired slices of one scan.
+
+    Args:
+        model: a trained `SparseVAE` taking cuts (``conv-interp-residual-vae``).
+        held_out: (k, P, Q) normalised held-out slices (k may be 0).
+        sampling: the scan's `training.RowSampling` (or n); point samples only.
+        num_samples: posterior draws per cut.
+        seed: of the draws.
+
+    Returns:
+        A `Calibration`, or None when no held-out voxel was scored (no slice
+        held out, or slices too small).
+    """
+    sampling = row_sampling(sampling)
+    if sampling.profile.kind != "point":
+        raise ValueError(f"The sparse VAE's uncertainty is calibrated for point samples only; "
+                         f"received a {sampling.profile.kind} slice profile.")
+    rng = np.random.default_rng(seed)
+    standardised = []
+    for truth in np.asarray(held_out, np.float32):
+        for oriented in (truth, truth.T):
+            if oriented.shape[0] < 2 * sampling.spacing + 1:
+                continue
+            images, masks, scored, _, _ = degrade(oriented, sampling)
+            mean, variance = _views_moments(model, images, masks, num_samples, rng)
+            scored = scored & (oriented[None] > FOREGROUND)
+            standardised.append((oriented[None] - mean)[scored] / np.sqrt(variance[scored]))
+    if not standardised or not sum(len(z) for z in standardised):
+        return None
+    z = np.abs(np.concatenate(standardised).astype(np.float64))
+    scale = float(np.sqrt(np.mean(z**2)))
+    return Calibration(scale, np.quantile(z / scale, LEVELS), len(z))
+
+
+def _views_moments(model, images, masks, num_samples, rng, batch_size=None):
+    """(mean, variance) of a batch of cuts (b, H, W): the cut and its mirror, averaged."""
+    total_mean, total_variance = 0.0, 0.0
+    for flip in (slice(None), slice(None, None, -1)):
+        mean, std = model.predictive_moments(images[:, :, flip, None], masks[:, :, flip, None],
+                                             num_samples, batch_size=batch_size,
+                                             seed=int(rng.integers(2**31)))
+        total_mean = total_mean + mean[:, :, flip, 0]
+        total_variance = total_variance + std[:, :, flip, 0] ** 2
+    return total_mean / 2, total_variance / 2
+
+
+def _volume_moments(model, scaled, acquisition, num_samples, batch_size, seed):
+    """(moved volume, mean, variance), the acquisition axis first; see `sample_volume`."""
+    if not hasattr(model, "predictive_moments"):
+        raise ValueError(f"sample_volume needs a SparseVAE (posterior draws); received "
+                         f"{type(model).__name__}: use impute_volume.")
+    num_samples = check_positive_int(num_samples, "num_samples")
+    scaled = np.asarray(scaled, np.float32)
+    acquisition.check_shape(scaled.shape)
+    moved = np.moveaxis(scaled, acquisition.axis, 0)   # (A, P, Q)
+    if batch_size is None:
+        largest_cut = (moved.shape[0], max(moved.shape[1:]), 1)
+        batch_size = max(1, ACTIVATION_VALUES_PER_CALL
+                         // (num_samples * widest_activation(model, largest_cut)))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    row_mask = acquisition.acquired.astype(np.float32)
+    mean_total = np.zeros(moved.shape, np.float32)
+    variance_total = np.zeros(moved.shape, np.float32)
+    rng = np.random.default_rng(seed)
+    for cut_axis in (1, 2):
+        for start in range(0, moved.shape[cut_axis], batch_size):
+            index = [slice(None)] * 3
+            index[cut_axis] = slice(start, min(start + batch_size, moved.shape[cut_axis]))
+            cuts = np.moveaxis(moved[tuple(index)], cut_axis, 0)   # (b, A, other)
+            masks = np.broadcast_to(row_mask[None, :, None], cuts.shape).astype(np.float32)
+            images = np.where(masks > 0.5, cuts, 0.0).astype(np.float32)
+            mean, variance = _views_moments(model, images, masks, num_samples, rng, len(cuts))
+            mean_total[tuple(index)] += np.moveaxis(mean, 0, cut_axis)
+            variance_total[tuple(index)] += np.moveaxis(variance, 0, cut_axis)
+    mean_total *= 0.5
+    variance_total *= 0.5
+    return moved, mean_total, variance_total
+
+
+def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, seed=0,
+                  calibration=None):
+    """Posterior predictive mean and standard deviation of a volume's missing voxels.
+
+    Each cut through the acquisition axis (both orientations, each also
+    mirrored) gets the model's predictive moments from `num_samples`
+    posterior draws (`SparseVAE.predictive_moments`); per voxel, the mean
+    of the four means, and the square root of the mean of the four
+    variances, times ``calibration.scale`` if given. Memory: the volume,
+    two accumulators, and one batch of cuts' draws.
+
+    Args:
+        model: a `SparseVAE` taking cuts (``conv-interp-residual-vae``).
+        scaled: (X, Y, Z) normalised volume; acquisition: its `Acquisition`.
+        num_samples: posterior draws per cut.
+        batch_size: cuts per call; None bounds one call's widest activation
+            (times `num_samples`) by `imputation.ACTIVATION_VALUES_PER_CALL`.
+        seed: of the draws.
+        calibration: a `Calibration` (`fit_calibration`), or None for the
+            model's own, uncalibrated std.
+
+    Returns:
+        (mean, std), float32 (X, Y, Z) each; acquired voxels are exact in
+        `mean` and 0 in `std`.
+    """
+    moved, mean, variance = _volume_moments(model, scaled, acquisition, num_samples,
+                                            batch_size, seed)
+    acquired = acquisition.acquired[:, None, None]
+    std = np.sqrt(variance, out=variance)
+    if calibration is not None:
+        std *= np.float32(calibration.scale)
+    mean = np.where(acquired, moved, mean)
+    std = np.where(acquired, np.float32(0), std)
+    return (np.ascontiguousarray(np.moveaxis(mean, 0, acquisition.axis)),
+            np.ascontiguousarray(np.moveaxis(std, 0, acquisition.axis)))
+
+
+def draw_volumes(model, scaled, acquisition, draws, calibration=None, batch_size=None, seed=0):
+    """Multiple imputations of a volume: a generator of `draws` volumes.
+
+    Draw k: for every cut one posterior draw x_k of the latent, the mean
+    of the decoder's means f(x_k) over the voxel's four views, plus
+    Gaussian noise of the views' mean likelihood variance (times
+    ``calibration.scale**2``). The draws are independent given the volume;
+    their mean converges to `sample_volume`'s mean. Memory: the volume, two
+    accumulators and the draw being yielded (use each before the next).
+
+    Args:
+        draws: K >= 1.
+        calibration, batch_size: as `sample_volume`'s.
+        seed: the draws are a function of it.
+
+    Yields:
+        float32 (X, Y, Z) volumes, acquired voxels exactly as in `scaled`.
+    """
+    draws = check_positive_int(draws, "draws")
+    scale = np.float32(1.0 if calibration is None else calibration.scale)
+    acquired = acquisition.acquired[:, None, None]
+    for index in range(draws):
+        rng = np.random.default_rng([seed, index])
+        moved, mean, variance = _volume_moments(model, scaled, acquisition, 1, batch_size,
+                                                int(rng.integers(2**31)))
+        noise = rng.standard_normal(moved.shape, dtype=np.float32)
+        np.sqrt(variance, out=variance)
+        variance *= scale
+        variance *= noise          # now the noise itself
+        del noise
+        mean += variance
+        del variance
+        np.copyto(mean, moved, where=np.broadcast_to(acquired, mean.shape))
+        yield np.ascontiguousarray(np.moveaxis(mean, 0, acquisition.axis))
+
+
+def summary_line(calibration):
+    """One line for the log, e.g. ``std x 1.21 of the model's; 90% interval: +-1.58 std``."""
+    if calibration is None:
+        return ("not calibrated (no held-out slices: --validation-share 0, or too few "
+                "acquired slices): the std is the model's own")
+    return (f"std x {calibration.scale:.3g} of the model's; central 50/90/95% intervals: "
+            f"+-{calibration.multiplier(0.5):.3g} / {calibration.multiplier(0.9):.3g} / "
+            f"{calibration.multiplier(0.95):.3g} std ({calibration.voxels} held-out voxels)")
+
+
+def interval_coverage(mean, std, truth, region, calibration, levels=LEVELS):
+    """The share of `region`'s voxels whose truth lies in each central interval.
+
+    Args:
+        mean, std, truth: arrays of one shape; region: bool, same shape.
+        calibration: gives each level's multiplier; None: Gaussian ones.
+        levels: nominal levels.
+
+    Returns:
+        float64 array, one observed coverage per level.
+    """
+    error = np.abs(np.asarray(truth, np.float64) - mean)[region]
+    spread = np.asarray(std, np.float64)[region]
+    return np.array([np.mean(error <= (NormalDist().inv_cdf(0.5 + level / 2) if calibration is None
+                                       else calibration.multiplier(level)) * spread)
+                     for level in levels])
