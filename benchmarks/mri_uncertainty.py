@@ -80,14 +80,15 @@ def describe(name, found):
         values = np.asarray(found["draw_means"])
         draws = (f" | {1e3 * values.mean():.2f} +- {1e3 * values.std(ddof=1):.3f} | "
                  f"{found['draw_spread_ratio']:.2f}")
+    cells.append(f"{np.max(np.abs(np.asarray(found['coverage']) - found['levels'])):.3f}")
     return (f"| {name} | " + " | ".join(cells) + f" | {gaussian} | {calibration.scale:.2f} | "
             f"{calibration.multiplier(0.9):.2f} | {found['mean_std']:.4f} | "
             f"{found['rms_error']:.4f}" + draws + " |")
 
 
-HEADER = ("| subject | 50% | 90% | 95% | Gaussian 50/90/95 | scale | 90% mult. | mean std | "
-          "RMS error | draws: head mean x 1e3 (sd) | draw sd / std |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| subject | 50% | 90% | 95% | largest gap to nominal | Gaussian 50/90/95 | scale | "
+          "90% mult. | mean std | RMS error | draws: head mean x 1e3 (sd) | draw sd / std |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def reliability_png(path, curves, title):

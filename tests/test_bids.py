@@ -116,6 +116,7 @@ def _assert_valid_bids(folder):
     assert report["summary"]["dataProcessed"] is True
 
 
+@pytest.mark.process
 def test_command_line_bids_run_and_its_mistakes(dataset, tmp_path):
     out = tmp_path / "derivatives"
     run = subprocess.run([COMMAND, "--bids", str(dataset), "--out", str(out),

@@ -105,6 +105,7 @@ def test_two_workers_end_equal_to_each_other_and_to_one_process(trained):
     assert moved >= 10, "training barely moved the weights: the comparison would be vacuous"
 
 
+@pytest.mark.process
 def test_a_killed_worker_resumes_from_the_last_backup(trained, tmp_path):
     backup = str(tmp_path / "backup")
     out = str(tmp_path / "resumed{worker}.npz")

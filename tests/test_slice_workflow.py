@@ -179,6 +179,7 @@ def _run_cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.process
 def test_cli_end_to_end_and_model_reuse(two_volumes, tmp_path):
     inputs, truths = two_volumes
     out = tmp_path / "out"

@@ -341,6 +341,7 @@ KILL_OPTIONS = ("--steps", 40, "--steps-per-epoch", 2, "--patch-size", 12, "--fi
                 "--batch-size", 8, "--no-montage", "--quiet")
 
 
+@pytest.mark.process
 def test_sigint_and_sigkill_then_resume_give_the_uninterrupted_output(scan, tmp_path):
     """Kill test: SIGINT and SIGKILL at random moments, resumed, equal the uninterrupted run."""
     start = time.monotonic()
@@ -397,6 +398,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.process
 def test_sigkill_during_the_backup_write_resumes_from_the_previous_backup(scan, tmp_path):
     reference = subprocess.run(_cli(scan, "--out", tmp_path / "reference", *KILL_OPTIONS),
                                capture_output=True, text=True, timeout=600)
@@ -451,6 +453,7 @@ def test_backup_keeps_the_previous_one_until_the_new_one_is_complete(tmp_path):
 # --- the command line's numeric options, all of them -----------------------------------------
 
 
+@pytest.mark.process
 def test_cli_numeric_options_run_or_are_refused_in_one_line(scan):
     """Hypothesis over the CLI's numeric options: exit 0 with a finite output, or exit 2 and one
     line; nothing else (no traceback, no other status)."""
