@@ -135,7 +135,7 @@ def train_model(volumes_and_acquisitions, every, steps, filters, patch_size, see
     epochs = max(1, steps // per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, epochs * per_epoch, alpha=0.05)
     if isinstance(model, sparselayers.SparseVAE):
-        dataset = mri.training.as_sparse_vae_triples(dataset)
+        dataset = mri.training.as_sparse_vae_batches(dataset)
         model.compile(keras.optimizers.Adam(schedule))
     else:
         model.compile(keras.optimizers.Adam(schedule), loss="mse")

@@ -31,10 +31,19 @@ the first and last centres): linear, cubic spline (not-a-knot), PCHIP and
 windowed sinc (Lanczos, a = 3). Scores on all fine voxels inside the head:
 MSE, PSNR (peak 1), SSIM (scikit-image, 2-D over the fine slices, data range 1).
 
+``--models conv-interp-residual,conv-interp-residual-vae`` runs both models on
+the same files (one row each). For the sparse VAE form the run writes the
+calibrated predictive std and ``--draws`` multiple imputations as the command
+does; the benchmark scores the coverage of the central intervals (the
+calibration's multipliers from ``self_validation.json``, and Gaussian ones) on
+every fine voxel inside the head, per subject, draws a reliability diagram
+(``docs/reliability_thick_<case>_axis<axis>.png``) and gives the draws' spread.
+
     python benchmarks/mri_thick_slices.py                     # every case, all axes
     python benchmarks/mri_thick_slices.py --axes 2 --steps 2000 --cases cohort-self,single-box
     python benchmarks/mri_thick_slices.py --cases cohort-mixed --steps 1500
     python benchmarks/mri_thick_slices.py --cases cohort-mixed --steps 4500 --mixed one
+    python benchmarks/mri_thick_slices.py --cases cohort-self --axes 2 --models conv-interp-residual,conv-interp-residual-vae --samples 2 --draws 4
 """
 
 import argparse
@@ -50,6 +59,7 @@ console.import_tensorflow_quietly()  # its load-time lines too
 
 import numpy as np  # noqa: E402
 
+import mri_uncertainty  # noqa: E402
 from mri_cohort import head_mask, load_volumes, split_subjects  # noqa: E402
 from progress import stage  # noqa: E402  (benchmarks/progress.py)
 
@@ -131,7 +141,7 @@ def write_thick(path, thick, axis, n):
     nibabel.save(nibabel.Nifti1Image(thick, np.diag(zooms + [1.0])), path)
 
 
-def run_case(case, volumes_by_data, split, axis, args, rng):
+def run_case(case, volumes_by_data, split, axis, args, rng, variant="conv-interp-residual"):
     import keras
     import nibabel
 
@@ -142,7 +152,7 @@ def run_case(case, volumes_by_data, split, axis, args, rng):
     data, kind, n, thickness, regime = CASES[case]
     volumes = volumes_by_data[data]
     train_names, test_names = split if data == "cohort" else ([], sorted(volumes))
-    folder = tempfile.mkdtemp(prefix=f"thick_{case}_{axis}_")
+    folder = tempfile.mkdtemp(prefix=f"thick_{case}_{axis}_{variant}_")
     simulated = {}
     for name in test_names + (train_names if regime == "train" else []):
         thick, segment, grid = simulate(volumes[name], axis, n, thickness, kind, rng)
@@ -152,14 +162,16 @@ def run_case(case, volumes_by_data, split, axis, args, rng):
     stage(f"{case}, axis {axis}: {len(simulated)} thick-slice files written")
     options = dict(slice_profile=kind, slice_thickness=thickness, resolution=1.0,
                    patch_size=args.patch_size, seed=args.seed, montage=False, verbose=0)
+    vae = variant.endswith("-vae")
+    if vae:
+        options.update(samples=args.samples, draws=args.draws)
     start = time.time()
     if regime == "train":
         keras.utils.set_random_seed(args.seed)
         prepared = [PreparedVolume(simulated[name][0], slice_profile=kind,
                                    slice_thickness=thickness, resolution=1.0)
                     for name in train_names]
-        model = sparselayers.build_variant("conv-interp-residual", (None, None, 1),
-                                           filters=args.filters)
+        model = sparselayers.build_variant(variant, (None, None, 1), filters=args.filters)
         workflow.train(model, prepared, os.path.join(folder, "train"), args.steps, 100, False,
                        args.patch_size, 16, 1e-3, args.seed, 0)
         train_seconds = time.time() - start
@@ -171,11 +183,11 @@ def run_case(case, volumes_by_data, split, axis, args, rng):
         keras.utils.set_random_seed(args.seed)
         written = workflow.impute_slices([simulated[name][0] for name in test_names],
                                          os.path.join(folder, "out"), steps=args.steps,
-                                         filters=args.filters, **options)
+                                         filters=args.filters, variant=variant, **options)
         train_seconds = None
     total_seconds = time.time() - start
-    stage(f"{case}, axis {axis}: trained and restored")
-    rows = []
+    stage(f"{case}, axis {axis}, {variant}: trained and restored")
+    rows, uncertainty = [], {}
     for name in test_names:
         path, thick, segment, grid = simulated[name]
         head = head_mask(segment)
@@ -184,7 +196,36 @@ def run_case(case, volumes_by_data, split, axis, args, rng):
         restored = nibabel.load(written[path]).get_fdata(dtype=np.float32)
         found["model"] = scores(restored, segment, head, axis)
         rows.append((name, found))
-    return rows, train_seconds, total_seconds
+        if vae:
+            uncertainty[name] = score_uncertainty(restored, segment, head,
+                                                  os.path.join(folder, "out"), path, args.draws)
+    return rows, train_seconds, total_seconds, uncertainty
+
+
+def score_uncertainty(restored, truth, head, out, source, draws):
+    """The sparse VAE's files for one input scored against the truth (`mri_uncertainty`)."""
+    import json
+
+    import nibabel
+
+    from sparselayers.mri import inputs, uncertainty
+
+    std_path = inputs.spread_path(source, out)
+    std = nibabel.load(std_path).get_fdata(dtype=np.float32)
+    content = json.load(open(os.path.join(out, "self_validation.json")))
+    calibration = uncertainty.Calibration.from_dict(content["std_calibration"][source])
+    found = {"calibration": calibration, "levels": uncertainty.LEVELS,
+             "coverage": uncertainty.interval_coverage(restored, std, truth, head, calibration),
+             "gaussian_coverage": uncertainty.interval_coverage(restored, std, truth, head, None),
+             "mean_std": float(np.mean(std[head])),
+             "rms_error": float(np.sqrt(np.mean((restored - truth)[head] ** 2)))}
+    if draws:
+        values = [nibabel.load(inputs.draw_path(std_path, index)).get_fdata(dtype=np.float32)
+                  for index in range(1, draws + 1)]
+        found["draw_means"] = [float(np.mean(value[head])) for value in values]
+        spread = np.std(np.stack([value[head] for value in values]), axis=0, ddof=1)
+        found["draw_spread_ratio"] = float(np.mean(spread) / np.mean(std[head]))
+    return found
 
 
 def run_mixed(volumes_by_data, split, args, rng):
@@ -256,10 +297,11 @@ def run_mixed(volumes_by_data, split, args, rng):
     return float(np.mean(changes[next(iter(written))]))
 
 
-def report(case, axis, rows, train_seconds, total_seconds):
+def report(case, axis, rows, train_seconds, total_seconds, variant="conv-interp-residual"):
     means = {m: np.mean([found[m][0] for _, found in rows]) for m in BASELINES + ("model",)}
     best = min(BASELINES, key=means.get)
-    print(f"\n### {case}, axis {axis}: MSE x 1e3 on fine voxels inside the head (PSNR dB, SSIM)")
+    print(f"\n### {case}, axis {axis}, {variant}: MSE x 1e3 on fine voxels inside the head "
+          "(PSNR dB, SSIM)")
     print("| subject | " + " | ".join(BASELINES) + " | restored | vs best |")
     print("|---" * (len(BASELINES) + 3) + "|")
     changes = []
@@ -298,6 +340,7 @@ def main(argv=None):
                                 ("--patch-size", 48, "training patch side"),
                                 ("--seed", 0, "split, offsets and training")):
         parser.add_argument(flag, type=int, default=default, help=text)
+    mri_uncertainty.add_arguments(parser)
     args = parser.parse_args(argv)
 
     from sparselayers import console
@@ -320,12 +363,35 @@ def main(argv=None):
             summary.append((case, "mixed", run_mixed(volumes, split, args, rng)))
             continue
         for axis in args.axes:
-            rng = np.random.default_rng([args.seed, axis])  # the same slab offsets per axis
-            rows, train_seconds, total_seconds = run_case(case, volumes, split, axis, args, rng)
-            summary.append((case, axis, report(case, axis, rows, train_seconds, total_seconds)))
-    print("\n| case | axis | restored vs best interpolation |\n|---|---|---|")
+            for variant in args.models.split(","):
+                # The same slab offsets per axis, for every model.
+                rng = np.random.default_rng([args.seed, axis])
+                rows, train_seconds, total_seconds, uncertainty = run_case(
+                    case, volumes, split, axis, args, rng, variant)
+                change = report(case, axis, rows, train_seconds, total_seconds, variant)
+                summary.append((case, f"{axis}, {variant}", change))
+                if uncertainty:
+                    report_uncertainty(case, axis, uncertainty, args.figures)
+    print("\n| case | axis, model | restored vs best interpolation |\n|---|---|---|")
     for case, axis, change in summary:
         print(f"| {case} | {axis} | {change:+.1f}% |")
+
+
+def report_uncertainty(case, axis, found_by_subject, figures):
+    print(f"\nconv-interp-residual-vae, {case}, axis {axis}: coverage (%) of the central "
+          "predictive intervals on fine voxels inside the head")
+    print(mri_uncertainty.HEADER)
+    for name, found in found_by_subject.items():
+        print(mri_uncertainty.describe(name, found))
+    kept = [found["calibration"].kept_detail for found in found_by_subject.values()]
+    print(f"kept detail share (scale divided by its square root): "
+          f"{', '.join(f'{value:.3f}' for value in kept)}")
+    os.makedirs(figures, exist_ok=True)
+    figure = os.path.join(figures, f"reliability_thick_{case}_axis{axis}.png")
+    mri_uncertainty.reliability_png(figure, found_by_subject,
+                                    f"conv-interp-residual-vae, {case}, axis {axis}",
+                                    voxels="fine voxels in the head")
+    print(f"reliability diagram: {figure}", flush=True)
 
 
 if __name__ == "__main__":

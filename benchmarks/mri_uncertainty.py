@@ -91,7 +91,7 @@ HEADER = ("| subject | 50% | 90% | 95% | largest gap to nominal | Gaussian 50/90
           "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def reliability_png(path, curves, title):
+def reliability_png(path, curves, title, voxels="missing voxels in the head"):
     """Nominal vs observed coverage, one line per subject (name -> found)."""
     import matplotlib
 
@@ -107,7 +107,7 @@ def reliability_png(path, curves, title):
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
     axes.set_xlabel("nominal coverage of the central interval")
-    axes.set_ylabel("observed, missing voxels in the head")
+    axes.set_ylabel(f"observed, {voxels}")
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=6, loc="lower right")
     figure.tight_layout()

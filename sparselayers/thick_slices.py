@@ -3,7 +3,8 @@
 `Acquisition`, `find_acquisition`, `refine_thick_slices` are in
 `sparselayers.mri.acquisition`; `normalize`, `denormalize` in
 `sparselayers.mri.intensity`; `acquired_slices`, `sample_patches`,
-`training_dataset`, `as_sparse_vae_triples` in `sparselayers.mri.training`;
+`training_dataset`, `as_sparse_vae_triples` (now `as_sparse_vae_batches`) in
+`sparselayers.mri.training`;
 `impute_volume`, `sample_volume`, `check_cuts_fit` in
 `sparselayers.mri.imputation`. This alias warns on import and goes away in 0.3.0.
 """
@@ -22,7 +23,7 @@ from sparselayers.mri.intensity import normalize  # noqa: F401
 from sparselayers.mri.training import FOREGROUND  # noqa: F401
 from sparselayers.mri.training import MIN_FOREGROUND_SHARE  # noqa: F401
 from sparselayers.mri.training import acquired_slices  # noqa: F401
-from sparselayers.mri.training import as_sparse_vae_triples  # noqa: F401
+from sparselayers.mri.training import as_sparse_vae_batches as as_sparse_vae_triples  # noqa: F401
 from sparselayers.mri.training import sample_patches  # noqa: F401
 from sparselayers.mri.training import training_dataset  # noqa: F401
 

@@ -259,7 +259,7 @@ def test_bad_encoder_decoder_and_inputs(rng):
     with pytest.raises(ValueError, match=r"\(batch,\) \+ \(7, 1\) do not fit"):
         model.impute(np.zeros((2, 7, 1), "float32"), np.ones((2, 7, 1), "float32"))
     with pytest.raises(ValueError, match="no targets"):
-        model.train_step((1, 2, 3, 4))
+        model.train_step((1, 2, 3, 4, 5))
     with pytest.raises(ValueError, match=r"mask must have 1 channel or the image's 1|differ on axis 1"):
         model.impute(np.zeros((2, 6, 1), "float32"), np.ones((2, 5, 1), "float32"))
     with pytest.raises(ValueError, match="differ on axis 1"):
@@ -421,3 +421,43 @@ def test_several_models_impute_without_retracing_warnings(rng, caplog):
             model.encode(sparse, mask, batch_size=8)
     retracing = [r for r in caplog.records if "retracing" in r.getMessage()]
     assert not retracing, retracing[0].getMessage()
+
+
+def test_a_target_is_what_the_likelihood_scores_and_the_decoder_sees_the_input(rng):
+    """(image, mask, scored_mask, target): the encoder and a conditional decoder see the
+    image, the likelihood scores the target (closed form: a decoder returning twice its
+    image input, so f = 2 y_O); `keep_observed=False` gives every entry the model's
+    moments; NaN in the target at a scored entry fails the step."""
+    shape = (4, 5, 1)
+    image_in, mask_in = keras.Input(shape), keras.Input(shape)
+    flat = keras.layers.Flatten()(image_in)
+    encoder = keras.Model([image_in, mask_in], [keras.layers.Dense(2)(flat),
+                                                keras.layers.Dense(2)(flat)])
+    latent, image_d, mask_d = keras.Input((2,)), keras.Input(shape), keras.Input(shape)
+    twice = keras.layers.Lambda(lambda t: 2.0 * t[1] + 0.0 * keras.ops.sum(t[0]))(
+        [latent, image_d])
+    model = sl.SparseVAE(encoder, keras.Model([latent, image_d, mask_d], twice),
+                         noise_sigma=0.3)
+    image = rng.normal(size=(3,) + shape).astype("float32")
+    mask = (rng.random(image.shape) < 0.6).astype("float32")
+    target = rng.normal(size=image.shape).astype("float32")
+    scored = np.ones_like(image)
+    reconstruction, _ = model.loss_terms(image, mask, scored_mask=scored, target=target)
+    decoded = 2.0 * np.where(mask > 0.5, image, 0.0)
+    want = np.sum(0.5 * np.log(2 * np.pi * 0.3**2) + (target - decoded) ** 2 / (2 * 0.3**2),
+                  axis=(1, 2, 3))
+    np.testing.assert_allclose(reconstruction.numpy(), want, rtol=1e-5)
+    ones = np.ones_like(image)
+    kept, _ = model.predictive_moments(image, ones, num_samples=2, seed=0)
+    np.testing.assert_array_equal(kept, image)
+    mean, std = model.predictive_moments(image, ones, num_samples=2, seed=0,
+                                         keep_observed=False)
+    np.testing.assert_allclose(mean, 2.0 * image, rtol=1e-6)
+    np.testing.assert_allclose(std, 0.3, rtol=1e-5)
+    model.compile(keras.optimizers.Adam(1e-2))
+    history = model.fit((image, mask, scored, target), batch_size=3, epochs=1, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    bad = target.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
+        model.fit((image, mask, scored, bad), batch_size=3, epochs=1, verbose=0)

@@ -21,7 +21,9 @@ __all__ = ["SparseVAE"]
 class SparseVAE(keras.Model):
     """The sparse VAE of the paper (§3.1-3.4): y = f(x) + noise, x ~ N(0, I).
 
-    Trained with `fit` on (image, mask) pairs and no targets: the loss is the
+    Trained with `fit` on (image, mask) pairs and no targets (or
+    ``(image, mask, scored_mask[, target])`` for self-supervision, see
+    `loss_terms`): the loss is the
     negative log-likelihood of the observed entries under N(f(x), sigma^2 I),
     x sampled from the encoder's posterior, plus KL(q || N(0, I)) (eq. 9; see
     `sparselayers.models.sparse_vae_loss`). Metrics: ``loss``,
@@ -98,7 +100,7 @@ class SparseVAE(keras.Model):
         return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
 
     def call(self, inputs, training=False):
-        image, mask, _ = _split(inputs)
+        image, mask = _split(inputs)[:2]
         image, mask = image_and_mask.image_and_mask_tensors([image, mask], "SparseVAE",
                                                              self.compute_dtype)
         observed = image_and_mask.observed_entries(mask, image)
@@ -110,13 +112,15 @@ class SparseVAE(keras.Model):
         decoded, _ = sparse_vae_loss.decode(self.decoder, mean[None], image, mask, training)
         return tf.cast(decoded[0], self.compute_dtype)
 
-    def loss_terms(self, image, mask, training=False, scored_mask=None):
+    def loss_terms(self, image, mask, training=False, scored_mask=None, target=None):
         """(reconstruction, kl), each (batch,), for a batch of images and masks.
 
         The encoder sees the observed entries of `mask` (missing ones set to
         0, so NaN never reaches it); the likelihood scores those of
         `scored_mask` if given (self-supervision: entries hidden from the
-        encoder but known), else the same.
+        encoder but known), else the same; their values are `target`'s if
+        given (the input a degraded view of it, e.g. thick slices
+        interpolated onto the fine grid), else `image`'s.
         """
         image, mask = tf.convert_to_tensor(image), tf.convert_to_tensor(mask)
         image_and_mask.check_image_and_mask_shapes(
@@ -128,6 +132,7 @@ class SparseVAE(keras.Model):
         return sparse_vae_loss.sparse_vae_loss_terms(
             image, mask, mean, log_variance, self.decoder, self.noise_sigma,
             num_samples=self.num_samples, training=training, scored_mask=scored_mask,
+            target=target,
         )
 
     def fit(self, x=None, y=None, **kwargs):
@@ -165,17 +170,24 @@ class SparseVAE(keras.Model):
         changes no weight and fails with an InvalidArgumentError naming it
         (without XLA; under XLA, which drops assertions, the weights are
         still left untouched and the reported loss is NaN)."""
-        image, mask, scored_mask = _split(data)
+        image, mask, scored_mask, target = _split(data)
         image = tf.convert_to_tensor(image)
         observed = image_and_mask.observed_entries(tf.convert_to_tensor(mask), image)
         bad_batch = tf.reduce_any(tf.logical_and(
             observed, tf.logical_not(tf.math.is_finite(tf.cast(image, tf.float32)))))
+        if target is not None:   # its scored entries must be finite too
+            target = tf.convert_to_tensor(target)
+            scored = observed if scored_mask is None else image_and_mask.observed_entries(
+                tf.convert_to_tensor(scored_mask), target)
+            bad_batch = tf.logical_or(bad_batch, tf.reduce_any(tf.logical_and(
+                scored, tf.logical_not(tf.math.is_finite(tf.cast(target, tf.float32))))))
         tf.debugging.Assert(tf.logical_not(bad_batch), [
-            "SparseVAE.fit: a batch holds NaN or Inf at an observed entry; observed values "
-            "must be finite (mark unknown entries as missing in the mask)."])
+            "SparseVAE.fit: a batch holds NaN or Inf at an observed entry (or in its target at "
+            "a scored entry); observed values must be finite (mark unknown entries as missing "
+            "in the mask)."])
         with tf.GradientTape() as tape:
             reconstruction, kl = self.loss_terms(image, mask, training=True,
-                                                 scored_mask=scored_mask)
+                                                 scored_mask=scored_mask, target=target)
             loss = tf.reduce_mean(reconstruction + kl)
             if self.losses:
                 loss += tf.add_n([tf.cast(l, tf.float32) for l in self.losses])
@@ -190,8 +202,9 @@ class SparseVAE(keras.Model):
         return self._update_metrics(loss, reconstruction, kl)
 
     def test_step(self, data):
-        image, mask, scored_mask = _split(data)
-        reconstruction, kl = self.loss_terms(image, mask, training=False, scored_mask=scored_mask)
+        image, mask, scored_mask, target = _split(data)
+        reconstruction, kl = self.loss_terms(image, mask, training=False, scored_mask=scored_mask,
+                                             target=target)
         return self._update_metrics(tf.reduce_mean(reconstruction + kl), reconstruction, kl)
 
     def _update_metrics(self, loss, reconstruction, kl):
@@ -241,7 +254,8 @@ class SparseVAE(keras.Model):
         return sparse_vae_imputation.sample_imputations(self, image, mask, n, seed, batch_size,
                                                         pixel_noise, verbose)
 
-    def predictive_moments(self, image, mask, num_samples=10, batch_size=None, seed=None):
+    def predictive_moments(self, image, mask, num_samples=10, batch_size=None, seed=None,
+                           keep_observed=True):
         """Mean and standard deviation of the posterior predictive, per entry.
 
         The predictive of a missing entry is f(x)_j + noise, x ~ q(x|y_O):
@@ -251,16 +265,22 @@ class SparseVAE(keras.Model):
         spread plus the likelihood's own noise (the model's sigma, or the
         heteroscedastic decoder's per entry).
 
+        Args:
+            keep_observed: if True, observed entries come back exactly as
+                given (std 0); if False, every entry gets the model's
+                moments (for a model trained with a `target` that its input
+                only degrades, e.g. thick slices: no entry is known exactly).
+
         Returns:
             (mean, std), float32 (n, *shape) each; observed entries exactly
-            as given in `mean` and 0 in `std`.
+            as given in `mean` and 0 in `std` (with `keep_observed`).
 
         Example:
 
         >>> mean, std = model.predictive_moments(images, masks, num_samples=10)
         """
         return sparse_vae_imputation.predictive_moments(self, image, mask, num_samples,
-                                                        batch_size, seed)
+                                                        batch_size, seed, keep_observed)
 
     def encode(self, image, mask, batch_size=256):
         """Posterior parameters (mean, log_variance), each (n, d), as arrays.
@@ -305,16 +325,18 @@ class SparseVAE(keras.Model):
 
 
 def _split(data):
-    """(image, mask, scored_mask or None) from (image, mask[, scored_mask]) or ((...),)."""
+    """(image, mask, scored_mask or None, target or None) from (image, mask[,
+    scored_mask[, target]]) or ((...),)."""
     while isinstance(data, (list, tuple)) and len(data) == 1:
         data = data[0]
-    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3):
+    if not isinstance(data, (list, tuple)) or len(data) not in (2, 3, 4):
         raise ValueError(
-            "SparseVAE expects (image, mask) pairs (or (image, mask, scored_mask) triples for "
+            "SparseVAE expects (image, mask) pairs (or (image, mask, scored_mask[, target]) for "
             "self-supervision) and no targets; received "
             f"{type(data).__name__} of {len(data) if isinstance(data, (list, tuple)) else 1} item(s)."
         )
-    return data[0], data[1], (data[2] if len(data) == 3 else None)
+    data = tuple(data) + (None,) * (4 - len(data))
+    return data[0], data[1], data[2], data[3]
 
 
 def _check_encoder_decoder(encoder, decoder):

@@ -165,7 +165,8 @@ def sample_imputations(model, image, mask, n, seed=None, batch_size=None, pixel_
     return samples
 
 
-def predictive_moments(model, image, mask, num_samples=10, batch_size=None, seed=None):
+def predictive_moments(model, image, mask, num_samples=10, batch_size=None, seed=None,
+                       keep_observed=True):
     """`SparseVAE.predictive_moments` of `model` (see there)."""
     num_samples = image_and_mask.check_positive_int(num_samples, "num_samples")
     image, mask = check_arrays(model, image, mask, "SparseVAE.predictive_moments")
@@ -181,6 +182,8 @@ def predictive_moments(model, image, mask, num_samples=10, batch_size=None, seed
         stds.append(std.numpy())
     if not means:
         return image.copy(), np.zeros_like(image)
+    if not keep_observed:
+        return np.concatenate(means), np.concatenate(stds)
     observed = mask > 0.5
     return (np.where(observed, image, np.concatenate(means)),
             np.where(observed, 0.0, np.concatenate(stds)).astype(np.float32))

@@ -160,7 +160,7 @@ def is_heteroscedastic(decoder):
 
 
 def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
-                          num_samples=1, training=False, scored_mask=None):
+                          num_samples=1, training=False, scored_mask=None, target=None):
     """The two terms of eq. 9 per sample: (reconstruction, KL).
 
     Usable in any Keras model's `train_step` or with `add_loss`.
@@ -180,6 +180,10 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
         scored_mask: the entries of the likelihood, if not `mask`'s (for
             self-supervision: the encoder saw `mask`'s entries, the loss scores
             held-out ones too); same conventions as `mask`.
+        target: the values the likelihood scores, if not `image`'s (image's
+            shape): for an input that is a degraded view of the data, e.g.
+            thick slices interpolated onto a fine grid, whose target is the
+            fine tissue. The encoder and a conditional decoder see `image`.
 
     Returns:
         reconstruction: (batch,) -E_q[log N(y_O; f(x)_O, sigma^2 I)] (for a
@@ -206,9 +210,10 @@ def sparse_vae_loss_terms(image, mask, mean, log_variance, decoder, noise_sigma,
         flat = tf.reshape(samples, tf.concat([[-1], tf.shape(mean)[1:]], axis=0))
         decoded, scale = _call(decoder, flat, training), None
     decoded = tf.reshape(decoded, tf.concat([[num_samples], tf.shape(image)], axis=0))
-    log_likelihood = observed_log_likelihood(image, observed, decoded, noise_sigma)
+    target = image if target is None else tf.convert_to_tensor(target)
+    log_likelihood = observed_log_likelihood(target, observed, decoded, noise_sigma)
     if scale is not None:
-        log_likelihood += observed_log_likelihood(image, observed,
+        log_likelihood += observed_log_likelihood(target, observed,
                                                   tf.stop_gradient(decoded), scale)
     reconstruction = -tf.reduce_mean(log_likelihood, axis=0)
     return reconstruction, kl

@@ -19,6 +19,8 @@ One concept a module, in the order of the workflow:
 * `self_validation`: the model against interpolation on held-out acquired slices.
 * `uncertainty`: a sparse VAE's calibrated predictive std and multiple
   imputations (`sample_volume`, `draw_volumes`, `fit_calibration`).
+* `restored_uncertainty`: the same on a thick-slice volume's fine grid
+  (`restore_moments`, `draw_restored_volumes`).
 * `inputs`, `options`, `model_checks`, `montage`, `volume_outputs`, `workflow`:
   the workflow on files (`impute_slices`).
 * `report`: the run's quality-control page, ``report.html``.
@@ -42,6 +44,8 @@ if not console.running_a_command():
     from sparselayers.mri.acquisition import refine_thick_slices
     from sparselayers.mri.imputation import impute_volume
     from sparselayers.mri.imputation import restore_volume
+    from sparselayers.mri.restored_uncertainty import draw_restored_volumes
+    from sparselayers.mri.restored_uncertainty import restore_moments
     from sparselayers.mri.uncertainty import draw_volumes
     from sparselayers.mri.uncertainty import fit_calibration
     from sparselayers.mri.uncertainty import sample_volume
@@ -64,6 +68,8 @@ __all__ = [
     "sample_volume",
     "draw_volumes",
     "fit_calibration",
+    "restore_moments",
+    "draw_restored_volumes",
     "SliceGrid",
     "SliceProfile",
     "thick_slice_grid",
@@ -85,6 +91,7 @@ __all__ = [
     "montage",
     "options",
     "report",
+    "restored_uncertainty",
     "self_validation",
     "slice_grid",
     "slice_profile",

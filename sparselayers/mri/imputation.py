@@ -25,8 +25,9 @@ from sparselayers.layers.image_and_mask import check_positive_int
 from sparselayers.models.sparse_vae_imputation import widest_activation
 from sparselayers.mri import slice_profile
 
-__all__ = ["impute_volume", "restore_volume", "check_cuts_fit", "cut_predictor",
-           "ACTIVATION_VALUES_PER_CALL"]
+__all__ = ["impute_volume", "restore_volume", "fine_columns", "consistent_with_slices",
+           "check_cuts_fit",
+           "cut_predictor", "ACTIVATION_VALUES_PER_CALL"]
 
 # Default bound on one model call's widest activation during imputation:
 # 2**23 float32 values (32 MB), e.g. 4 cuts of 256 x 256 through 32 channels.
@@ -96,24 +97,46 @@ def restore_volume(model, slices, grid, batch_size=None, mirror=True, verbose=0,
     Returns:
         float32, the fine grid's shape (`grid.fine_shape`).
     """
-    moved = np.moveaxis(np.asarray(slices, np.float32), grid.axis, 0)   # (K, P, Q)
+    moved, upsampled, mask, weights = fine_columns(slices, grid)
+    total = _predict_cuts_of_volume(model, upsampled, mask, batch_size, mirror, verbose)
+    del upsampled
+    restored = consistent_with_slices(total, moved, weights, minimum, rounds)
+    return np.ascontiguousarray(np.moveaxis(restored, 0, grid.axis))
+
+
+def fine_columns(slices, grid):
+    """What a thick-slice volume's restoration starts from, the acquisition axis first.
+
+    Returns:
+        (slices (K, P, Q), their linear interpolation onto the fine grid
+        (N, P, Q), each fine row's mask value (N,) (`slice_profile.row_mask`),
+        the forward weights W (K, N)).
+    """
+    moved = np.moveaxis(np.asarray(slices, np.float32), grid.axis, 0)
     if len(moved) != len(grid.centres):
         raise ValueError(f"{len(moved)} slices along axis {grid.axis}, but the grid places "
                          f"{len(grid.centres)}.")
     upsampled = np.tensordot(grid.interpolation_matrix().astype(np.float32), moved, axes=1)
-    mask = slice_profile.row_mask(grid.centres, grid.size)
-    total = _predict_cuts_of_volume(model, upsampled, mask, batch_size, mirror, verbose)
-    del upsampled
-    weights = grid.forward_matrix()
-    restored = slice_profile.project_onto_slices(total, moved, weights)
+    return (moved, upsampled, slice_profile.row_mask(grid.centres, grid.size),
+            grid.forward_matrix())
+
+
+def consistent_with_slices(fine, slices, weights, minimum=None, rounds=20):
+    """`fine` (N, P, Q) projected onto the volumes whose slices under `weights` are `slices`.
+
+    `slice_profile.project_onto_slices` along axis 0; with a `minimum`,
+    alternated with clipping at it for up to `rounds` rounds, then clipped
+    (see `restore_volume`).
+    """
+    restored = slice_profile.project_onto_slices(fine, slices, weights)
     if minimum is not None:
         for _round in range(rounds):
             if restored.min() >= minimum:
                 break
-            restored = slice_profile.project_onto_slices(np.maximum(restored, minimum), moved,
+            restored = slice_profile.project_onto_slices(np.maximum(restored, minimum), slices,
                                                          weights)
         np.maximum(restored, np.float32(minimum), out=restored)
-    return np.ascontiguousarray(np.moveaxis(restored, 0, grid.axis))
+    return restored
 
 
 def _predict_cuts_of_volume(model, moved, row_mask, batch_size, mirror, verbose):

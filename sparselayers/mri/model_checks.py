@@ -44,10 +44,6 @@ def check_model(model, prepared, name="model"):
     imputation.check_cuts_fit(model, prepared.fine_shape(), prepared.acquisition,
                               name=prepared.path)
     if isinstance(model, SparseVAE):
-        if prepared.slice_grid is not None:
-            raise ValueError(f"{prepared.path}: the sparse VAE form imputes point samples only; "
-                             "use the deterministic model for box or Gaussian slice profiles "
-                             "(or --slice-profile point).")
         return
     try:
         inputs = list(model.inputs)

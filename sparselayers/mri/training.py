@@ -23,7 +23,7 @@ from sparselayers.mri import slice_profile
 from sparselayers.mri.slice_profile import SliceProfile
 
 __all__ = ["RowSampling", "acquired_slices", "sample_patches", "training_dataset",
-           "as_sparse_vae_triples"]
+           "as_sparse_vae_batches"]
 
 # A background patch teaches nothing: patches with less than this share of
 # voxels above FOREGROUND (in normalised units) are drawn again.
@@ -233,12 +233,13 @@ def training_dataset(slice_stacks, every, patch_size=48, batch_size=16, patches_
     return dataset.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def as_sparse_vae_triples(dataset):
-    """Maps `training_dataset`'s batches to ``(truth, mask, scored_mask)`` triples.
+def as_sparse_vae_batches(dataset):
+    """Maps `training_dataset`'s batches to ``(image, mask, scored_mask, target)``.
 
-    For a `SparseVAE` (``conv-interp-residual-vae``): its encoder sees the
-    kept rows (`mask`), its likelihood scores every pixel of the fully
-    known patch (self-supervision).
+    For a `SparseVAE` (``conv-interp-residual-vae``): its encoder and
+    decoder see the model's input (the kept rows, or the thick slices
+    interpolated onto the fine grid), its likelihood scores every pixel of
+    the fully known patch (`target`, self-supervision).
     """
-    return dataset.map(lambda inputs, truth, weight: (truth, inputs[1], tf.ones_like(truth)))
-
+    return dataset.map(lambda inputs, truth, weight: (inputs[0], inputs[1], tf.ones_like(truth),
+                                                      truth))

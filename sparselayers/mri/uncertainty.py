@@ -23,7 +23,9 @@ z = (truth - mean) / std give
   give 1.645 at p = 0.9).
 
 This assumes that errors in-plane and through-plane are alike (the premise
-of the self-supervised training itself); `benchmarks/mri_cohort.py`
+of the self-supervised training itself); thick slices keep less fine detail
+in-plane than the tissue has, which the scale corrects for (`fit_calibration`;
+the fine grid's std: `restored_uncertainty`). `benchmarks/mri_cohort.py`
 measures the coverage on held-out brains. `draw_volumes` gives multiple
 imputations from the calibrated predictive, one volume at a time.
 
@@ -42,12 +44,13 @@ import numpy as np
 
 from sparselayers.layers.image_and_mask import check_positive_int
 from sparselayers.models.sparse_vae_imputation import widest_activation
+from sparselayers.mri import slice_profile
 from sparselayers.mri.imputation import ACTIVATION_VALUES_PER_CALL
 from sparselayers.mri.self_validation import degrade
 from sparselayers.mri.training import FOREGROUND
 from sparselayers.mri.training import row_sampling
 
-__all__ = ["Calibration", "fit_calibration", "sample_volume", "draw_volumes",
+__all__ = ["Calibration", "fit_calibration", "sample_volume", "draw_volumes", "cut_moments",
            "interval_coverage", "summary_line", "LEVELS"]
 
 # The central interval levels a calibration keeps a multiplier for.
@@ -63,9 +66,12 @@ class Calibration:
             predictive interval in predictive stds.
         voxels: held-out voxels it was fitted on.
         levels: the levels, in (0, 1).
+        kept_detail: thick slices only, the share of the fine detail the
+            slices keep (`slice_profile.kept_detail_share`), which `scale`
+            has been divided by the square root of; None for point samples.
     """
 
-    def __init__(self, scale, multipliers, voxels, levels=LEVELS):
+    def __init__(self, scale, multipliers, voxels, levels=LEVELS, kept_detail=None):
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be finite and > 0; received {scale}.")
         if len(multipliers) != len(levels):
@@ -74,6 +80,7 @@ class Calibration:
         self.multipliers = tuple(float(m) for m in multipliers)
         self.voxels = int(voxels)
         self.levels = tuple(float(level) for level in levels)
+        self.kept_detail = None if kept_detail is None else float(kept_detail)
 
     def multiplier(self, level):
         """The central `level` interval's half-width, in predictive stds."""
@@ -84,17 +91,20 @@ class Calibration:
                          f"{', '.join(f'{known:g}' for known in self.levels)}.")
 
     def as_dict(self):
-        """JSON-ready: scale, voxels and {level: multiplier}."""
-        return {"scale": self.scale, "voxels": self.voxels,
-                "interval_multipliers": {f"{level:g}": multiplier for level, multiplier
-                                         in zip(self.levels, self.multipliers)}}
+        """JSON-ready: scale, voxels, {level: multiplier} (and kept_detail_share)."""
+        content = {"scale": self.scale, "voxels": self.voxels,
+                   "interval_multipliers": {f"{level:g}": multiplier for level, multiplier
+                                            in zip(self.levels, self.multipliers)}}
+        if self.kept_detail is not None:
+            content["kept_detail_share"] = self.kept_detail
+        return content
 
     @classmethod
     def from_dict(cls, content):
         """The inverse of `as_dict`."""
         levels = [float(level) for level in content["interval_multipliers"]]
         return cls(content["scale"], list(content["interval_multipliers"].values()),
-                   content["voxels"], levels)
+                   content["voxels"], levels, content.get("kept_detail_share"))
 
     def __repr__(self):
         return (f"Calibration(scale={self.scale:.3g}, 90%: +-{self.multiplier(0.9):.3g} std, "
@@ -107,7 +117,12 @@ def fit_calibration(model, held_out, sampling, num_samples=10, seed=0):
     Args:
         model: a trained `SparseVAE` taking cuts (``conv-interp-residual-vae``).
         held_out: (k, P, Q) normalised held-out slices (k may be 0).
-        sampling: the scan's `training.RowSampling` (or n); point samples only.
+        sampling: the scan's `training.RowSampling` (or n). Thick slices: the
+            predictive is made consistent with the simulated slices (as
+            `restored_uncertainty` does), every row between the first and
+            last centres is scored, and the scale divided by the square root
+            of the fine detail the slices keep (their errors are smaller than
+            the fine grid's; `slice_profile.kept_detail_share`).
         num_samples: posterior draws per cut.
         seed: of the draws.
 
@@ -116,33 +131,41 @@ def fit_calibration(model, held_out, sampling, num_samples=10, seed=0):
         held out, or slices too small).
     """
     sampling = row_sampling(sampling)
-    if sampling.profile.kind != "point":
-        raise ValueError(f"The sparse VAE's uncertainty is calibrated for point samples only; "
-                         f"received a {sampling.profile.kind} slice profile.")
     rng = np.random.default_rng(seed)
     standardised = []
     for truth in np.asarray(held_out, np.float32):
         for oriented in (truth, truth.T):
             if oriented.shape[0] < 2 * sampling.spacing + 1:
                 continue
-            images, masks, scored, _, _ = degrade(oriented, sampling)
-            mean, variance = _views_moments(model, images, masks, num_samples, rng)
-            scored = scored & (oriented[None] > FOREGROUND)
+            images, masks, scored, _, projections = degrade(oriented, sampling)
+            mean, variance = _views_moments(model, images, masks, num_samples, rng,
+                                            keep_observed=projections is None)
+            if projections is not None:   # thick slices: as a restored volume
+                mean = np.stack([slice_profile.project_onto_slices(cut, slices, weights)
+                                 for cut, (slices, weights) in zip(mean, projections)])
+                variance = np.stack([slice_profile.projected_variance(cut, weights)
+                                     for cut, (_, weights) in zip(variance, projections)])
+            scored = scored & (oriented[None] > FOREGROUND) & (variance > 0)
             standardised.append((oriented[None] - mean)[scored] / np.sqrt(variance[scored]))
     if not standardised or not sum(len(z) for z in standardised):
         return None
     z = np.abs(np.concatenate(standardised).astype(np.float64))
     scale = float(np.sqrt(np.mean(z**2)))
-    return Calibration(scale, np.quantile(z / scale, LEVELS), len(z))
+    kept = (None if sampling.profile.kind == "point" else
+            slice_profile.kept_detail_share(held_out, sampling.profile, FOREGROUND))
+    return Calibration(scale / np.sqrt(kept or 1.0), np.quantile(z / scale, LEVELS), len(z),
+                       kept_detail=kept)
 
 
-def _views_moments(model, images, masks, num_samples, rng, batch_size=None):
+def _views_moments(model, images, masks, num_samples, rng, batch_size=None,
+                   keep_observed=True):
     """(mean, variance) of a batch of cuts (b, H, W): the cut and its mirror, averaged."""
     total_mean, total_variance = 0.0, 0.0
     for flip in (slice(None), slice(None, None, -1)):
         mean, std = model.predictive_moments(images[:, :, flip, None], masks[:, :, flip, None],
                                              num_samples, batch_size=batch_size,
-                                             seed=int(rng.integers(2**31)))
+                                             seed=int(rng.integers(2**31)),
+                                             keep_observed=keep_observed)
         total_mean = total_mean + mean[:, :, flip, 0]
         total_variance = total_variance + std[:, :, flip, 0] ** 2
     return total_mean / 2, total_variance / 2
@@ -150,19 +173,32 @@ def _views_moments(model, images, masks, num_samples, rng, batch_size=None):
 
 def _volume_moments(model, scaled, acquisition, num_samples, batch_size, seed):
     """(moved volume, mean, variance), the acquisition axis first; see `sample_volume`."""
+    scaled = np.asarray(scaled, np.float32)
+    acquisition.check_shape(scaled.shape)
+    moved = np.moveaxis(scaled, acquisition.axis, 0)   # (A, P, Q)
+    mean, variance = cut_moments(model, moved, acquisition.acquired.astype(np.float32),
+                                 num_samples, batch_size, seed)
+    return moved, mean, variance
+
+
+def cut_moments(model, moved, row_mask, num_samples, batch_size=None, seed=0,
+                keep_observed=True):
+    """(mean, variance) of every voxel of `moved` (A, P, Q) from its four views.
+
+    The cuts through axis 0, both orientations, each also mirrored (as
+    `imputation.impute_volume`); `row_mask` (A,) is each row's mask value.
+    `keep_observed`: see `SparseVAE.predictive_moments`. Memory: two
+    accumulators and one batch of cuts' draws.
+    """
     if not hasattr(model, "predictive_moments"):
         raise ValueError(f"sample_volume needs a SparseVAE (posterior draws); received "
                          f"{type(model).__name__}: use impute_volume.")
     num_samples = check_positive_int(num_samples, "num_samples")
-    scaled = np.asarray(scaled, np.float32)
-    acquisition.check_shape(scaled.shape)
-    moved = np.moveaxis(scaled, acquisition.axis, 0)   # (A, P, Q)
     if batch_size is None:
         largest_cut = (moved.shape[0], max(moved.shape[1:]), 1)
         batch_size = max(1, ACTIVATION_VALUES_PER_CALL
                          // (num_samples * widest_activation(model, largest_cut)))
     batch_size = check_positive_int(batch_size, "batch_size")
-    row_mask = acquisition.acquired.astype(np.float32)
     mean_total = np.zeros(moved.shape, np.float32)
     variance_total = np.zeros(moved.shape, np.float32)
     rng = np.random.default_rng(seed)
@@ -173,12 +209,13 @@ def _volume_moments(model, scaled, acquisition, num_samples, batch_size, seed):
             cuts = np.moveaxis(moved[tuple(index)], cut_axis, 0)   # (b, A, other)
             masks = np.broadcast_to(row_mask[None, :, None], cuts.shape).astype(np.float32)
             images = np.where(masks > 0.5, cuts, 0.0).astype(np.float32)
-            mean, variance = _views_moments(model, images, masks, num_samples, rng, len(cuts))
+            mean, variance = _views_moments(model, images, masks, num_samples, rng, len(cuts),
+                                            keep_observed)
             mean_total[tuple(index)] += np.moveaxis(mean, 0, cut_axis)
             variance_total[tuple(index)] += np.moveaxis(variance, 0, cut_axis)
     mean_total *= 0.5
     variance_total *= 0.5
-    return moved, mean_total, variance_total
+    return mean_total, variance_total
 
 
 def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, seed=0,

@@ -2,7 +2,8 @@
 
 `impute_and_write` fills a `inputs.PreparedVolume` with a trained model
 (`imputation.impute_volume`; `uncertainty.sample_volume` and `draw_volumes`
-for a sparse VAE; `restore_volume` for thick slices), brings it back to the
+for a sparse VAE; `restore_volume` for thick slices, `restored_uncertainty`
+for a sparse VAE's), brings it back to the
 input's units, checks it is finite and writes it (`volume_io.write_volume`), with its
 montage PNG and its section of the run's report (`report.Report`).
 `describe` is the one-line account of a volume's acquisition.
@@ -14,6 +15,7 @@ from sparselayers import console
 from sparselayers.models.sparse_vae import SparseVAE
 from sparselayers.mri import imputation
 from sparselayers.mri import intensity
+from sparselayers.mri import restored_uncertainty
 from sparselayers.mri import uncertainty
 from sparselayers.mri.inputs import draw_path
 from sparselayers.mri import volume_io
@@ -55,16 +57,27 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
     if prepared.slice_grid is not None:
         minimum = -scale[0] / (scale[1] - scale[0]) if magnitude else None
         slices = np.compress(prepared.acquisition.acquired, scaled, axis=prepared.axis)
-        result = imputation.restore_volume(
-            model, slices, prepared.slice_grid, verbose=console.progress_verbosity(not verbose),
-            minimum=minimum)
-        result = intensity.denormalize(result, scale)
-        if magnitude:   # the bound, kept through the unscaling's rounding
-            np.maximum(result, 0, out=result)
-        _check_finite(result, output_path)
-        volume_io.write_volume(output_path, result, volume, affine=affine)
-        _pictures(thick_comparison(data, prepared.acquisition, prepared.slice_grid, result),
-                  prepared, output_path, montage_path if montage else None, report, affine)
+        grid, spread = prepared.slice_grid, None
+        if isinstance(model, SparseVAE):
+            result, spread = restored_uncertainty.restore_moments(
+                model, slices, grid, samples, seed=seed, calibration=calibration,
+                minimum=minimum)
+            spread *= np.float32(scale[1] - scale[0])
+            _check_finite(spread, std_path)
+            volume_io.write_volume(std_path, spread, volume, affine=affine)
+            for index, draw in enumerate(restored_uncertainty.draw_restored_volumes(
+                    model, slices, grid, draws, calibration, seed=seed, minimum=minimum)
+                    if draws else (), start=1):
+                _write_restored(draw, scale, magnitude, draw_path(std_path, index), volume,
+                                affine, verbose)
+        else:
+            result = imputation.restore_volume(
+                model, slices, grid, verbose=console.progress_verbosity(not verbose),
+                minimum=minimum)
+        result = _write_restored(result, scale, magnitude, output_path, volume, affine, False)
+        _pictures(thick_comparison(data, prepared.acquisition, grid, result),
+                  prepared, output_path, montage_path if montage else None, report, affine,
+                  spread)
         if verbose:
             print(f"wrote {output_path}")
         return
@@ -98,6 +111,18 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
               output_path, montage_path if montage else None, report, affine, spread)
     if verbose:
         print(f"wrote {output_path}")
+
+
+def _write_restored(result, scale, magnitude, path, volume, affine, verbose):
+    """A restored fine-grid volume in the input's units (>= 0 for a magnitude image), written."""
+    result = intensity.denormalize(result, scale)
+    if magnitude:   # the bound, kept through the unscaling's rounding
+        np.maximum(result, 0, out=result)
+    _check_finite(result, path)
+    volume_io.write_volume(path, result, volume, affine=affine)
+    if verbose:
+        print(f"wrote {path}")
+    return result
 
 
 def _to_input_units(result, scale, magnitude, data, acquired):

@@ -241,7 +241,7 @@ def train(model, prepared, out, steps, steps_per_epoch, resume, patch_size, batc
                                         patch_size, batch_size, seed=seed,
                                         start_batch=initial_epoch * steps_per_epoch)
     if isinstance(model, SparseVAE):
-        dataset = training.as_sparse_vae_triples(dataset)
+        dataset = training.as_sparse_vae_batches(dataset)
     # Exactly `steps` steps: the last epoch stops early (`_StopAfterSteps`).
     epochs = max(1, -(-steps // steps_per_epoch))
     if initial_epoch < epochs:
