@@ -360,3 +360,29 @@ def test_kept_detail_share_of_a_separable_field_is_the_profiles_variance_factor(
         found = slice_profile.kept_detail_share(images, profile, 0.0)
         assert abs(found - want) < 0.03, (found, want)
     assert slice_profile.kept_detail_share(images, profile, 10.0) is None   # nothing counted
+
+
+def test_thick_slice_draws_memory_does_not_grow_with_their_number():
+    """tracemalloc: consumed one by one, 8 restored draws peak no higher than 2 do."""
+    import tracemalloc
+
+    from sparselayers.mri import restored_uncertainty
+    from sparselayers.mri.slice_grid import thick_slice_grid
+    from sparselayers.mri.slice_profile import SliceProfile
+
+    model = _tiny_vae()
+    grid = thick_slice_grid(12, 0, 3.0, 1.0, SliceProfile("gaussian", 4.0))
+    slices = np.full((12, 32, 32), 0.5, np.float32)
+    fine = grid.fine_shape(slices.shape)
+    for _ in restored_uncertainty.draw_restored_volumes(model, slices, grid, 1):   # traced
+        pass
+    peaks = []
+    for count in (2, 8):
+        tracemalloc.start()
+        for draw in restored_uncertainty.draw_restored_volumes(model, slices, grid, count):
+            assert draw.shape == fine
+            del draw
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    volume = 4 * int(np.prod(fine))
+    assert peaks[1] < peaks[0] + 0.5 * volume, (peaks, volume)
