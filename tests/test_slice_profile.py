@@ -243,7 +243,6 @@ def test_mixed_collection_in_one_run(tmp_path):
 def test_sidecar_thickness_and_gaussian_profile(tmp_path):
     import json
 
-    from sparselayers import mri
     from sparselayers.mri.inputs import PreparedVolume
 
     fine = smooth_volume((16, 18, 24), 6)
