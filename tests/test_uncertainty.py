@@ -339,7 +339,8 @@ def test_thick_slice_coverage_on_a_gaussian_field_matches_the_closed_form():
                                                             seed=1))
     for draw in draws:
         np.testing.assert_allclose(np.einsum("kn,xyn->xyk", weights, draw), slices, atol=1e-5)
-    assert np.all(draws[0][inside] != draws[1][inside])
+    # Distinct (two float32 draws may meet at a rare voxel by chance: about 1 in 2e6).
+    assert np.mean(draws[0][inside] == draws[1][inside]) < 1e-3
     spread = np.sqrt(np.mean((draws[0] - mean)[inside] ** 2))
     assert 0.8 < spread / np.sqrt(np.mean(std[inside] ** 2)) < 1.2
 
