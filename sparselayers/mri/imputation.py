@@ -26,8 +26,7 @@ from sparselayers.models.sparse_vae_imputation import widest_activation
 from sparselayers.mri import slice_profile
 
 __all__ = ["impute_volume", "restore_volume", "fine_columns", "consistent_with_slices",
-           "check_cuts_fit",
-           "cut_predictor", "ACTIVATION_VALUES_PER_CALL"]
+           "check_cuts_fit", "cut_predictor", "ACTIVATION_VALUES_PER_CALL"]
 
 # Default bound on one model call's widest activation during imputation:
 # 2**23 float32 values (32 MB), e.g. 4 cuts of 256 x 256 through 32 channels.

@@ -168,10 +168,7 @@ def project_onto_slices(fine, acquired, weights, axis=0):
     columns = moved.reshape(shape[0], -1)                        # (N, M)
     slices = np.moveaxis(np.asarray(acquired, np.float64), axis, 0).reshape(len(weights), -1)
     residual = slices - weights @ columns                        # (K, M)
-    gram = weights @ weights.T
-    factor = np.linalg.cholesky(gram + 1e-12 * np.trace(gram) / len(gram) * np.eye(len(gram)))
-    solved = np.linalg.solve(factor.T, np.linalg.solve(factor, residual))
-    corrected = (columns + weights.T @ solved).reshape(shape)
+    corrected = (columns + weights.T @ _solve_gram(weights, residual)).reshape(shape)
     return np.ascontiguousarray(np.moveaxis(corrected, 0, axis).astype(np.float32))
 
 
@@ -193,13 +190,18 @@ def projected_variance(variance, weights, axis=0):
         float32, the shape of `variance`.
     """
     weights = np.asarray(weights, np.float64)
-    gram = weights @ weights.T
-    factor = np.linalg.cholesky(gram + 1e-12 * np.trace(gram) / len(gram) * np.eye(len(gram)))
-    solved = np.linalg.solve(factor.T, np.linalg.solve(factor, weights))   # (W W^T)^-1 W
-    squared = ((np.eye(weights.shape[1]) - weights.T @ solved) ** 2).astype(np.float32)
+    projection = np.eye(weights.shape[1]) - weights.T @ _solve_gram(weights, weights)
+    squared = (projection**2).astype(np.float32)
     moved = np.moveaxis(np.asarray(variance, np.float32), axis, 0)
     result = (squared @ moved.reshape(len(moved), -1)).reshape(moved.shape)   # float32 (N, M)
     return np.ascontiguousarray(np.moveaxis(result, 0, axis))
+
+
+def _solve_gram(weights, right):
+    """``(W W^T)^-1 right`` by Cholesky of the (slightly regularised) Gram, float64."""
+    gram = weights @ weights.T
+    factor = np.linalg.cholesky(gram + 1e-12 * np.trace(gram) / len(gram) * np.eye(len(gram)))
+    return np.linalg.solve(factor.T, np.linalg.solve(factor, right))
 
 
 def kept_detail_share(images, profile, threshold):
