@@ -156,6 +156,28 @@ def test_knn_fill_exact_duplicate_beats_a_near_neighbour_at_an_offset(rng):
     assert np.array_equal(filled, reference[17:18])
 
 
+def test_knn_fill_orders_near_ties_below_float32_round_off(rng):
+    """Ten references closer to the query than float32 products can tell
+    apart (distances 2**-32 apart at squared norms near 200), each marked by
+    its own value at a missing entry: the exact pass picks them in the order
+    of their float64 distances."""
+    query = rng.random((1, 784)).astype("float32")
+    observed = rng.random(query.shape) > 0.2
+    observed[0, :2] = [True, False]
+    others = rng.random((200, 784)).astype("float32")
+    near = np.repeat(query, 10, axis=0)
+    steps = rng.permutation(10)
+    near[:, 0] += (1 + steps) * 2.0 ** -16  # observed: distances steps**2 * 2**-32, exact
+    near[:, 1] = np.arange(10) / 10  # missing: the fill tells which was picked
+    reference = np.concatenate([others[:100], near, others[100:]])
+    for k in (1, 3):
+        got = imputers.knn_fill(query, observed, reference, k=k).numpy()
+        want = _brute_force_knn(query, observed, reference, k=k)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        picked = np.argsort(steps)[:k]
+        np.testing.assert_allclose(got[0, 1], np.mean(picked / 10), rtol=1e-6)
+
+
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
 def test_knn_fill_rejects_bad_k(rng, k):
     x, observed = _problem(rng)
