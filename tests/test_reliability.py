@@ -173,6 +173,7 @@ def test_knn_fill_orders_near_ties_below_float32_round_off(rng):
     for k in (1, 3):
         got = imputers.knn_fill(query, observed, reference, k=k).numpy()
         want = _brute_force_knn(query, observed, reference, k=k)
+        assert np.array_equal(got[observed], query[observed])
         np.testing.assert_allclose(got, want, rtol=1e-6)
         picked = np.argsort(steps)[:k]
         np.testing.assert_allclose(got[0, 1], np.mean(picked / 10), rtol=1e-6)
