@@ -152,6 +152,7 @@ def test_dicom_mistakes_are_named(tmp_path, monkeypatch):
         mri.impute_slices([tmp_path / "good"], tmp_path / "out2", steps=2)
 
 
+@pytest.mark.process
 def test_command_line_reports_a_bad_dicom_folder_in_one_line(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "x.dcm").write_bytes(b"\0" * 128 + b"DICM")

@@ -8,6 +8,10 @@ import sys
 import numpy as np
 import pytest
 
+# The examples run as a user runs them, in a fresh interpreter each; the
+# numerics they print are tested in-process elsewhere (see the "process" marker).
+pytestmark = pytest.mark.process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = ["train_sparse_vae.py", "linear_subspace.py", "mri_slice_imputation.py",
             "export_serving.py"]

@@ -82,6 +82,7 @@ def test_keras_file_round_trip(rng, tmp_path):
     np.testing.assert_array_equal(restored([image, mask]).numpy(), model([image, mask]).numpy())
 
 
+@pytest.mark.process
 def test_export_reloads_in_a_fresh_process(rng, tmp_path):
     model = _functional_model()
     image, mask = _data(rng)

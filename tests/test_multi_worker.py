@@ -137,6 +137,7 @@ def test_a_killed_worker_resumes_from_the_last_backup(trained, tmp_path):
                                        err_msg=name)
 
 
+@pytest.mark.process
 def test_a_worker_without_its_peer_fails_clearly_and_in_time(tmp_path):
     ports = free_ports(2)
     started = time.monotonic()

@@ -298,6 +298,7 @@ def test_sparse_vae_restores_thick_slices_with_std_and_draws(tmp_path):
     (["--slice-profile", "trapezoid"], "invalid choice"),
     (["--resolution", "-1"], "resolution must be a finite number > 0"),
 ])
+@pytest.mark.process
 def test_cli_refuses_bad_profiles_before_any_work(tmp_path, options, message):
     fine = smooth_volume((12, 12, 18), 7)
     write_thick(tmp_path / "scan.nii.gz", fine, 2, 3, np.diag([1.0, 1.0, 3.0, 1.0]))

@@ -219,6 +219,7 @@ def test_bad_input(linear_problem):
         imputers.vector_field_ascent(bad_model, x, observed)
 
 
+@pytest.mark.process
 def test_imputer_object_and_export_in_fresh_process(linear_problem, tmp_path):
     projector, mean, x, observed = linear_problem
     model = _linear_autoencoder(projector, mean)
