@@ -14,6 +14,10 @@ Everything about TensorFlow's log output is decided here, in one place:
   not set it) before that import, which hides the later lines ("failed call
   to cuInit" on machines without a GPU, oneDNN kernel notices). Python
   exceptions are unaffected.
+- `interrupts_never_lost`: a Ctrl-C that lands while Python runs a finaliser
+  (a weakref callback or ``__del__``, as in TensorFlow's garbage collection)
+  would be printed as "Exception ignored ... Traceback" and lost, the command
+  going on; a command installs this hook so that it ends it as any Ctrl-C.
 - `progress_verbosity` gives Keras' ``verbose``: a progress bar on a terminal,
   one line per epoch in a log file (Keras' bar would fill it with escape codes).
 
@@ -21,12 +25,14 @@ This module imports nothing heavy, so a command can parse its arguments (and
 answer ``--help``) before TensorFlow is loaded.
 """
 
+import _thread
 import contextlib
 import os
 import sys
+import threading
 
 __all__ = ["quiet_command_line", "import_tensorflow_quietly", "progress_verbosity",
-           "COMMANDS", "running_a_command"]
+           "interrupts_never_lost", "COMMANDS", "running_a_command"]
 
 # The package's console scripts (setup.cfg's entry points).
 COMMANDS = ("sparselayers-impute-slices",)
@@ -43,6 +49,42 @@ def quiet_command_line():
     log lines (unless the user set ``TF_CPP_MIN_LOG_LEVEL``) and import it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import_tensorflow_quietly()
+
+
+def interrupts_never_lost():
+    """Installs a `sys.unraisablehook` that re-delivers an ignored Ctrl-C.
+
+    Python runs a signal's handler between any two bytecodes; when that is
+    inside a finaliser (a weakref callback, ``__del__``), the resulting
+    `KeyboardInterrupt` cannot propagate: Python prints it as "Exception
+    ignored in ..." with a traceback and goes on. The hook replaces that
+    printout, for `KeyboardInterrupt` only, by a new SIGINT to the main thread
+    (`_thread.interrupt_main`) sent from a timer thread a moment later: sent
+    from the hook itself it would raise inside the hook, still in the
+    finaliser. It then raises in the command's own code, whose ``except
+    KeyboardInterrupt`` ends it (its ``finally`` clauses run, temporaries are
+    removed). Other unraisable exceptions go to the hook that was there
+    before. Idempotent.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_redelivers_interrupts", False):
+        return
+
+    def hook(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                          KeyboardInterrupt):
+            timer = threading.Timer(INTERRUPT_REDELIVERY_DELAY_S, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            return
+        previous(unraisable)
+
+    hook._redelivers_interrupts = True
+    sys.unraisablehook = hook
+
+
+# Long enough for the finaliser that swallowed a Ctrl-C to return, short to a user.
+INTERRUPT_REDELIVERY_DELAY_S = 0.05
 
 
 def import_tensorflow_quietly():

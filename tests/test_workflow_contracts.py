@@ -379,6 +379,65 @@ def test_sigint_and_sigkill_then_resume_give_the_uninterrupted_output(scan, tmp_
     assert not (out / mri.workflow.BACKUP_FOLDER).exists()
 
 
+INTERRUPT_IN_A_FINALISER = """
+import sys, time, weakref
+from sparselayers import console
+
+if sys.argv[1] == "hook":
+    console.interrupts_never_lost()
+    console.interrupts_never_lost()   # twice: still one re-delivery
+
+
+class Thing:
+    pass
+
+
+def finaliser(_):
+    raise {error}
+
+
+try:
+    thing = Thing()
+    reference = weakref.ref(thing, finaliser)
+    del thing   # the finaliser runs here; its exception cannot propagate
+    for _ in range(300):
+        time.sleep(0.01)
+    print("went on")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("hook", ["hook", "none"])
+def test_a_ctrl_c_inside_a_finaliser_still_ends_the_command(hook, tmp_path):
+    """Python prints an exception raised in a weakref callback as "Exception ignored"
+    and goes on; with `console.interrupts_never_lost` a KeyboardInterrupt there ends
+    the program as any Ctrl-C, with no traceback. Without the hook: the CI failure."""
+    script = tmp_path / "finaliser.py"
+    script.write_text(INTERRUPT_IN_A_FINALISER.format(error="KeyboardInterrupt"))
+    result = subprocess.run([sys.executable, str(script), hook], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    if hook == "hook":
+        assert result.stdout.strip() == "interrupted", result.stdout
+        assert "Traceback" not in result.stderr, result.stderr
+    else:
+        assert result.stdout.strip() == "went on", result.stdout
+        assert "Exception ignored" in result.stderr, result.stderr
+
+
+@pytest.mark.process
+def test_other_exceptions_in_a_finaliser_are_printed_as_before(tmp_path):
+    script = tmp_path / "finaliser.py"
+    script.write_text(INTERRUPT_IN_A_FINALISER.format(error="ValueError('kept')"))
+    result = subprocess.run([sys.executable, str(script), "hook"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.stdout.strip() == "went on", result.stdout
+    assert "Exception ignored" in result.stderr and "ValueError: kept" in result.stderr, \
+        result.stderr
+
+
 KILL_DURING_SAVE = """
 import os, signal, sys
 import keras

@@ -158,6 +158,7 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of ``sparselayers-impute-slices``; returns the exit status."""
+    console.interrupts_never_lost()   # a Ctrl-C during a finaliser ends the command too
     parser = build_parser()
     args = parser.parse_args(argv)  # before TensorFlow is imported: --help is fast
     if bool(args.inputs) == bool(args.bids):
