@@ -5,6 +5,8 @@
 * `VectorFieldImputer`: the same, holding the model and reference data, with
   SavedModel export.
 * `mean_fill`, `knn_fill`, `noise_fill`: initial fillings.
+* `select_by_observed_fit`: per image, the imputation (e.g. of ascents from
+  several starts) whose reconstruction fits the observed entries best.
 * `train_denoising_autoencoder`: a training recipe for a user's own
   auto-encoder so that the ascent works from noise, mean and k-NN starts.
 * `fit_dip`: Deep Image Prior fitting (`stacked_network`: one model running
@@ -20,6 +22,7 @@ from imputers.denoising_training import train_denoising_autoencoder
 from imputers.initialization import knn_fill
 from imputers.initialization import mean_fill
 from imputers.initialization import noise_fill
+from imputers.start_selection import select_by_observed_fit
 from imputers.vector_field import AscentDivergedError
 from imputers.vector_field import AscentResult
 from imputers.vector_field import pseudo_gibbs
@@ -37,6 +40,7 @@ __all__ = [
     "metrics",
     "noise_fill",
     "pseudo_gibbs",
+    "select_by_observed_fit",
     "stacked_network",
     "train_denoising_autoencoder",
     "vector_field_ascent",
@@ -44,6 +48,7 @@ __all__ = [
     "deep_image_prior",
     "denoising_training",
     "initialization",
+    "start_selection",
     "vector_field",
     "vector_field_imputer",
 ]
