@@ -337,12 +337,24 @@ def _cli(*args):
     return [script, *map(str, args)]
 
 
+@pytest.fixture
+def sigint_handled():
+    """Child processes get Python's Ctrl-C handler even when this run was started with
+    SIGINT ignored (a background job of a non-interactive shell, as `cmd &` in a
+    script): a signal handled here is reset to the default in a child on exec, where
+    Python installs its handler; an ignored one stays ignored, and a SIGINT does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 KILL_OPTIONS = ("--steps", 40, "--steps-per-epoch", 2, "--patch-size", 12, "--filters", 4,
                 "--batch-size", 8, "--no-montage", "--quiet")
 
 
 @pytest.mark.process
-def test_sigint_and_sigkill_then_resume_give_the_uninterrupted_output(scan, tmp_path):
+def test_sigint_and_sigkill_then_resume_give_the_uninterrupted_output(scan, tmp_path,
+                                                                      sigint_handled):
     """Kill test: SIGINT and SIGKILL at random moments, resumed, equal the uninterrupted run."""
     start = time.monotonic()
     reference = subprocess.run(_cli(scan, "--out", tmp_path / "reference", *KILL_OPTIONS),
@@ -410,7 +422,7 @@ except KeyboardInterrupt:
 
 @pytest.mark.process
 @pytest.mark.parametrize("hook", ["hook", "none"])
-def test_a_ctrl_c_inside_a_finaliser_still_ends_the_command(hook, tmp_path):
+def test_a_ctrl_c_inside_a_finaliser_still_ends_the_command(hook, tmp_path, sigint_handled):
     """Python prints an exception raised in a weakref callback as "Exception ignored"
     and goes on; with `console.interrupts_never_lost` a KeyboardInterrupt there ends
     the program as any Ctrl-C, with no traceback. Without the hook: the CI failure."""
@@ -428,7 +440,7 @@ def test_a_ctrl_c_inside_a_finaliser_still_ends_the_command(hook, tmp_path):
 
 
 @pytest.mark.process
-def test_other_exceptions_in_a_finaliser_are_printed_as_before(tmp_path):
+def test_other_exceptions_in_a_finaliser_are_printed_as_before(tmp_path, sigint_handled):
     script = tmp_path / "finaliser.py"
     script.write_text(INTERRUPT_IN_A_FINALISER.format(error="ValueError('kept')"))
     result = subprocess.run([sys.executable, str(script), "hook"], capture_output=True,
