@@ -5,10 +5,10 @@ The ascent's end point depends on its start: on MNIST's 13x13 patches the
 best of four k-NN starts (the means of the 3, 5, 8 and 12 nearest images)
 per image would score 0.866 SSIM on validation images where each start alone
 scores 0.847-0.848, and this selection 0.852 (`benchmarks/RESULTS.md`, paper
-Table 1). Without the truth the auto-encoder
-itself can tell the candidates apart: its reconstruction r(x) is a function
-of the whole image, so a filling of the missing entries that does not belong
-with the observed ones makes the reconstruction of the observed ones worse.
+Table 1). Without the truth the auto-encoder itself can tell the candidates
+apart: its reconstruction r(x) is a function of the whole image, so a
+filling of the missing entries that does not belong with the observed ones
+makes the reconstruction of the observed ones worse.
 `select_by_observed_fit` keeps, per image, the candidate x whose r(x) is
 closest to x on the observed entries -- a choice made by the model alone,
 which any user can make. (Choosing by the ascent's own residual |r(x) - x|
@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from imputers import autoencoder as autoencoder_lib
+from imputers import vector_field
 from sparselayers.layers.image_and_mask import check_positive_int
 
 __all__ = ["observed_fit", "select_by_observed_fit", "CRITERIA"]
@@ -120,15 +121,9 @@ def _check(candidates, mask, criterion):
     if candidates.ndim < 3 or candidates.shape[0] == 0:
         raise ValueError("candidates must be (n_candidates >= 1, batch, *shape); received "
                          f"shape {candidates.shape}.")
-    mask = np.asarray(mask)
     shape = candidates.shape[1:]
-    fits = mask.ndim == len(shape) and all(
-        m == s or (axis == len(shape) - 1 and m == 1)
-        for axis, (m, s) in enumerate(zip(mask.shape, shape)))
-    if not fits:
-        raise ValueError(f"The mask must have the images' shape {shape} (or 1 channel); "
-                         f"received mask shape {mask.shape}.")
-    observed = np.broadcast_to(mask if mask.dtype == bool else mask > 0.5, shape)
+    _, observed = vector_field.check_images_and_mask(candidates[0], mask,
+                                                     "select_by_observed_fit")
     finite = np.isfinite(candidates).reshape(candidates.shape[0], shape[0], -1).all(axis=2)
     if not finite.all():
         candidate, sample = np.argwhere(~finite)[0]
