@@ -217,6 +217,10 @@ def score_uncertainty(restored, truth, head, out, source, draws):
     found = {"calibration": calibration, "levels": uncertainty.LEVELS,
              "coverage": uncertainty.interval_coverage(restored, std, truth, head, calibration),
              "gaussian_coverage": uncertainty.interval_coverage(restored, std, truth, head, None),
+             "factor": calibration.averaging_factor,
+             "coverage_without_factor": uncertainty.interval_coverage(
+                 restored, std / np.float32(calibration.averaging_factor), truth, head,
+                 calibration),
              "mean_std": float(np.mean(std[head])),
              "rms_error": float(np.sqrt(np.mean((restored - truth)[head] ** 2)))}
     if draws:

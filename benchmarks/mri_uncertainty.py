@@ -42,14 +42,18 @@ def evaluate(model, sparse, acquisition, truth, head, samples, draws, share=0.1,
         stack = mri.training.acquired_slices(sparse, acquisition)
         held_out = stack[mri.self_validation.held_out_slices(len(stack), share)]
     calibration = mri.fit_calibration(model, held_out, acquisition.every, samples, seed)
-    mean, std = mri.sample_volume(model, sparse, acquisition, samples, seed=seed,
-                                  calibration=calibration)
+    mean, std, factor = mri.sample_volume(model, sparse, acquisition, samples, seed=seed,
+                                          calibration=calibration, return_factor=True)
     region = head & ~acquisition.mask(sparse.shape)
     levels = mri.uncertainty.LEVELS
     found = {
         "mean": mean, "std": std,
         "calibration": calibration,
         "coverage": mri.uncertainty.interval_coverage(mean, std, truth, region, calibration),
+        # The same std without the views' averaging factor (as before 2026-12-02).
+        "factor": factor,
+        "coverage_without_factor": mri.uncertainty.interval_coverage(
+            mean, std / np.float32(factor), truth, region, calibration),
         "gaussian_coverage": mri.uncertainty.interval_coverage(mean, std, truth, region, None),
         "levels": levels,
         "mean_std": float(np.mean(std[region])),
@@ -81,14 +85,20 @@ def describe(name, found):
         draws = (f" | {1e3 * values.mean():.2f} +- {1e3 * values.std(ddof=1):.3f} | "
                  f"{found['draw_spread_ratio']:.2f}")
     cells.append(f"{np.max(np.abs(np.asarray(found['coverage']) - found['levels'])):.3f}")
+    if "factor" in found:
+        without = dict(zip(found["levels"], found["coverage_without_factor"]))
+        cells.append(f"{found['factor']:.3f}")
+        gap = np.max(np.abs(np.asarray(found["coverage_without_factor"]) - found["levels"]))
+        cells.append(f"{100 * without[0.9]:.1f} / {gap:.3f}")
     return (f"| {name} | " + " | ".join(cells) + f" | {gaussian} | {calibration.scale:.2f} | "
             f"{calibration.multiplier(0.9):.2f} | {found['mean_std']:.4f} | "
             f"{found['rms_error']:.4f}" + draws + " |")
 
 
-HEADER = ("| subject | 50% | 90% | 95% | largest gap to nominal | Gaussian 50/90/95 | scale | "
-          "90% mult. | mean std | RMS error | draws: head mean x 1e3 (sd) | draw sd / std |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| subject | 50% | 90% | 95% | largest gap to nominal | views' factor | without it: 90% / "
+          "gap | Gaussian 50/90/95 | scale | 90% mult. | mean std | RMS error | "
+          "draws: head mean x 1e3 (sd) | draw sd / std |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def reliability_png(path, curves, title, voxels="missing voxels in the head"):

@@ -290,6 +290,7 @@ def test_sparse_vae_restores_thick_slices_with_std_and_draws(tmp_path):
         np.testing.assert_allclose(box_means, thick, atol=1e-3 * np.abs(thick).max())
     calibration = json.loads((out / "self_validation.json").read_text())["std_calibration"]
     assert calibration[str(tmp_path / "scan.nii.gz")]["scale"] > 0
+    assert 0.5 <= calibration[str(tmp_path / "scan.nii.gz")]["averaging_factor"] <= 1.0
 
 
 @pytest.mark.parametrize("options, message", [

@@ -391,6 +391,11 @@ def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path
         assert calibration["scale"] > 0 and calibration["voxels"] > 0
         multipliers = [calibration["interval_multipliers"][level] for level in ("0.5", "0.9", "0.95")]
         assert 0 < multipliers[0] < multipliers[1] < multipliers[2]
+        # The views' averaging factor measured on the volume, recorded beside it.
+        assert 0.5 <= calibration["averaging_factor"] <= 1.0
+        recorded = mri.uncertainty.Calibration.from_dict(calibration)
+        assert recorded.averaging_factor == calibration["averaging_factor"]
+        assert recorded.as_dict() == calibration
     import keras
 
     from sparselayers import SparseVAE
@@ -400,7 +405,10 @@ def test_sparse_vae_form_writes_imputation_and_uncertainty(two_volumes, tmp_path
 
 def test_sample_volume_matches_the_moments_of_each_cut(rng):
     """Mean and std are each cut's predictive moments, its mirror's too, averaged over
-    the four views (std: the root of the mean variance), times the calibration's scale."""
+    the four views (std: the root of the mean variance), times the calibration's scale
+    and the factor for averaging two orientations: sqrt(1 - sum of the squared
+    half-differences of the orientations' means / sum of the calibrated variances) over
+    the missing voxels whose mean is above 0.1."""
     import sparselayers
 
     volume = smooth_volume((10, 11, 12), 8) / 1000
@@ -408,24 +416,38 @@ def test_sample_volume_matches_the_moments_of_each_cut(rng):
     acquisition = mri.find_acquisition(sparse)
     model = sparselayers.build_variant("conv-interp-residual-vae", (None, None, 1), latent_dim=2,
                                        filters=4, dilations=(1,))
+    # Untrained, the decoder is interpolation along the axis, the same in both
+    # orientations: perturbed weights make the two orientations differ.
+    for weight in model.trainable_weights:
+        weight.assign(weight + rng.normal(0, 0.1, weight.shape).astype(np.float32))
     calibration = mri.uncertainty.Calibration(1.7, [1.0] * 10, 100)
-    mean, spread = mri.sample_volume(model, sparse, acquisition, num_samples=4,
-                                     batch_size=100, seed=3, calibration=calibration)
+    mean, spread, factor = mri.sample_volume(model, sparse, acquisition, num_samples=4,
+                                             batch_size=100, seed=3, calibration=calibration,
+                                             return_factor=True)
     # Reference: the same draws (the same seeds, in the same order), cut by hand.
     seeds = np.random.default_rng(3)
     moved = np.moveaxis(sparse, 1, 0)  # (A, X, Z)
-    means, variances = np.zeros(moved.shape), np.zeros(moved.shape)
-    for cut_axis in (1, 2):
+    orientation_means, variances = [np.zeros(moved.shape), np.zeros(moved.shape)], 0.0
+    for cut_axis, means in zip((1, 2), orientation_means):
         cuts = np.moveaxis(moved, cut_axis, 0)[..., None]
         mask = np.broadcast_to(kept[None, :, None, None], cuts.shape).astype(np.float32)
         for flip in (slice(None), slice(None, None, -1)):
             m, s = model.predictive_moments(np.where(mask > 0, cuts, 0)[:, :, flip],
                                             mask[:, :, flip], 4, batch_size=len(cuts),
                                             seed=int(seeds.integers(2**31)))
-            means += np.moveaxis(m[:, :, flip, 0], 0, cut_axis) / 4
-            variances += np.moveaxis(s[:, :, flip, 0] ** 2, 0, cut_axis) / 4
+            means += np.moveaxis(m[:, :, flip, 0], 0, cut_axis) / 2
+            variances = variances + np.moveaxis(s[:, :, flip, 0] ** 2, 0, cut_axis) / 4
+    means = (orientation_means[0] + orientation_means[1]) / 2
+    pooled = ~kept[:, None, None] & (means > 0.1)
+    assert pooled.sum() > 100
+    half_gap = (orientation_means[0] - orientation_means[1]) / 2
+    want_factor = np.sqrt(1 - np.sum(half_gap[pooled] ** 2)
+                          / np.sum(1.7**2 * variances[pooled]))
+    assert 0.5 < want_factor < 0.999      # 0.995 on this seed
+    assert factor == pytest.approx(want_factor, rel=1e-5)
     want_mean = np.moveaxis(np.where(kept[:, None, None], moved, means), 0, 1)
-    want_std = np.moveaxis(np.where(kept[:, None, None], 0.0, 1.7 * np.sqrt(variances)), 0, 1)
+    want_std = np.moveaxis(np.where(kept[:, None, None], 0.0,
+                                    1.7 * want_factor * np.sqrt(variances)), 0, 1)
     np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(spread, want_std, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(mean[:, kept], sparse[:, kept])

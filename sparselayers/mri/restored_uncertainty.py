@@ -12,8 +12,9 @@ affine, ``Q f + c``, the variance becomes ``(Q * Q) @ variance``
 (`slice_profile.projected_variance`): a voxel at a thin slice's centre is
 nearly pinned down by it, one between slices is not. The standard deviation is
 calibrated on the scan's own held-out slices degraded as the scan was acquired
-(`uncertainty.fit_calibration`, which projects the same way), so the interval
-is about the fine-grid voxel.
+(`uncertainty.fit_calibration`, which projects the same way) and multiplied
+by the volume's `uncertainty.averaging_factor` (the two orientations' mean
+errs less than one), so the interval is about the fine-grid voxel.
 
 Example:
 
@@ -27,13 +28,14 @@ import numpy as np
 from sparselayers.layers.image_and_mask import check_positive_int
 from sparselayers.mri import imputation
 from sparselayers.mri import slice_profile
+from sparselayers.mri.uncertainty import calibrate_variance
 from sparselayers.mri.uncertainty import cut_moments
 
 __all__ = ["restore_moments", "draw_restored_volumes"]
 
 
 def restore_moments(model, slices, grid, num_samples=10, batch_size=None, seed=0,
-                    calibration=None, minimum=None):
+                    calibration=None, minimum=None, return_factor=False):
     """Posterior predictive mean and standard deviation of a thick-slice volume's fine grid.
 
     Args:
@@ -45,23 +47,26 @@ def restore_moments(model, slices, grid, num_samples=10, batch_size=None, seed=0
         seed: of the draws.
         calibration: a `uncertainty.Calibration`, or None (the model's std).
         minimum: as `imputation.restore_volume`'s (applies to the mean).
+        return_factor: also return the views' `uncertainty.averaging_factor`
+            applied with the calibration (1.0 without one).
 
     Returns:
         (mean, std), float32 of the fine grid's shape (`grid.fine_shape`);
         the profile applied to `mean` reproduces `slices` (up to the
-        clipping at `minimum`).
+        clipping at `minimum`). With `return_factor`, (mean, std, factor).
     """
     moved, upsampled, row_mask, weights = imputation.fine_columns(slices, grid)
-    mean, variance = cut_moments(model, upsampled, row_mask, num_samples, batch_size, seed,
-                                 keep_observed=False)
+    mean, variance, views_gap = cut_moments(model, upsampled, row_mask, num_samples, batch_size,
+                                            seed, keep_observed=False)
     del upsampled
+    factor = calibrate_variance(variance, mean, views_gap, True, calibration)
+    del views_gap
     mean = imputation.consistent_with_slices(mean, moved, weights, minimum)
     variance = slice_profile.projected_variance(variance, weights)
     std = np.sqrt(variance, out=variance)
-    if calibration is not None:
-        std *= np.float32(calibration.scale)
-    return (np.ascontiguousarray(np.moveaxis(mean, 0, grid.axis)),
-            np.ascontiguousarray(np.moveaxis(std, 0, grid.axis)))
+    result = (np.ascontiguousarray(np.moveaxis(mean, 0, grid.axis)),
+              np.ascontiguousarray(np.moveaxis(std, 0, grid.axis)))
+    return result + (factor,) if return_factor else result
 
 
 def draw_restored_volumes(model, slices, grid, draws, calibration=None, batch_size=None, seed=0,
@@ -70,7 +75,7 @@ def draw_restored_volumes(model, slices, grid, draws, calibration=None, batch_si
 
     Draw k: for every cut one posterior draw of the latent, the views' mean
     of the decoder's means, plus Gaussian noise of the views' likelihood
-    variance (times ``calibration.scale**2``), then made consistent with the
+    variance (calibrated as in `restore_moments`), then made consistent with the
     acquired slices (`imputation.consistent_with_slices`): each draw's
     slices under the profile are the acquired ones, and its variance about
     the mean is `restore_moments`' (before calibration's multipliers).
@@ -84,14 +89,14 @@ def draw_restored_volumes(model, slices, grid, draws, calibration=None, batch_si
         float32 volumes of the fine grid's shape.
     """
     draws = check_positive_int(draws, "draws")
-    scale = np.float32(1.0 if calibration is None else calibration.scale)
     moved, upsampled, row_mask, weights = imputation.fine_columns(slices, grid)
     for index in range(draws):
         rng = np.random.default_rng([seed, index])
-        mean, variance = cut_moments(model, upsampled, row_mask, 1, batch_size,
-                                     int(rng.integers(2**31)), keep_observed=False)
+        mean, variance, views_gap = cut_moments(model, upsampled, row_mask, 1, batch_size,
+                                                int(rng.integers(2**31)), keep_observed=False)
+        calibrate_variance(variance, mean, views_gap, True, calibration)
+        del views_gap
         np.sqrt(variance, out=variance)
-        variance *= scale
         variance *= rng.standard_normal(variance.shape, dtype=np.float32)   # the noise
         mean += variance
         del variance

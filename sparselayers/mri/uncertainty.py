@@ -22,6 +22,11 @@ z = (truth - mean) / std give
   data is p by construction, whatever the errors' shape; a Gaussian would
   give 1.645 at p = 0.9).
 
+A volume's mean averages two orientations of cuts while a held-out slice
+is filled in by one: the calibrated std is multiplied by the volume's
+`averaging_factor` (in [0.5, 1]), measured on the volume from how much the
+two orientations' means differ (no truth needed; 0.97-0.99 on real brains).
+
 This assumes that errors in-plane and through-plane are alike (the premise
 of the self-supervised training itself); thick slices keep less fine detail
 in-plane than the tissue has, which the scale corrects for (`fit_calibration`;
@@ -51,7 +56,8 @@ from sparselayers.mri.training import FOREGROUND
 from sparselayers.mri.training import row_sampling
 
 __all__ = ["Calibration", "fit_calibration", "sample_volume", "draw_volumes", "cut_moments",
-           "interval_coverage", "summary_line", "LEVELS"]
+           "averaging_factor", "calibrate_variance", "interval_coverage", "summary_line",
+           "LEVELS"]
 
 # The central interval levels a calibration keeps a multiplier for.
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -69,9 +75,12 @@ class Calibration:
         kept_detail: thick slices only, the share of the fine detail the
             slices keep (`slice_profile.kept_detail_share`), which `scale`
             has been divided by the square root of; None for point samples.
+        averaging_factor: the volume's `averaging_factor` once measured
+            (a record: `sample_volume` measures it again), or None.
     """
 
-    def __init__(self, scale, multipliers, voxels, levels=LEVELS, kept_detail=None):
+    def __init__(self, scale, multipliers, voxels, levels=LEVELS, kept_detail=None,
+                 averaging_factor=None):
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be finite and > 0; received {scale}.")
         if len(multipliers) != len(levels):
@@ -81,6 +90,7 @@ class Calibration:
         self.voxels = int(voxels)
         self.levels = tuple(float(level) for level in levels)
         self.kept_detail = None if kept_detail is None else float(kept_detail)
+        self.averaging_factor = None if averaging_factor is None else float(averaging_factor)
 
     def multiplier(self, level):
         """The central `level` interval's half-width, in predictive stds."""
@@ -91,12 +101,15 @@ class Calibration:
                          f"{', '.join(f'{known:g}' for known in self.levels)}.")
 
     def as_dict(self):
-        """JSON-ready: scale, voxels, {level: multiplier} (and kept_detail_share)."""
+        """JSON-ready: scale, voxels, {level: multiplier} (kept_detail_share,
+        averaging_factor when known)."""
         content = {"scale": self.scale, "voxels": self.voxels,
                    "interval_multipliers": {f"{level:g}": multiplier for level, multiplier
                                             in zip(self.levels, self.multipliers)}}
         if self.kept_detail is not None:
             content["kept_detail_share"] = self.kept_detail
+        if self.averaging_factor is not None:
+            content["averaging_factor"] = self.averaging_factor
         return content
 
     @classmethod
@@ -104,7 +117,13 @@ class Calibration:
         """The inverse of `as_dict`."""
         levels = [float(level) for level in content["interval_multipliers"]]
         return cls(content["scale"], list(content["interval_multipliers"].values()),
-                   content["voxels"], levels, content.get("kept_detail_share"))
+                   content["voxels"], levels, content.get("kept_detail_share"),
+                   content.get("averaging_factor"))
+
+    def with_averaging_factor(self, factor):
+        """A copy recording the volume's measured `averaging_factor`."""
+        return Calibration(self.scale, self.multipliers, self.voxels, self.levels,
+                           self.kept_detail, factor)
 
     def __repr__(self):
         return (f"Calibration(scale={self.scale:.3g}, 90%: +-{self.multiplier(0.9):.3g} std, "
@@ -171,24 +190,31 @@ def _views_moments(model, images, masks, num_samples, rng, batch_size=None,
     return total_mean / 2, total_variance / 2
 
 
-def _volume_moments(model, scaled, acquisition, num_samples, batch_size, seed):
-    """(moved volume, mean, variance), the acquisition axis first; see `sample_volume`."""
+def _volume_moments(model, scaled, acquisition, num_samples, batch_size, seed, calibration):
+    """(moved volume, mean, calibrated variance, averaging factor), the acquisition
+    axis first; see `sample_volume`."""
     scaled = np.asarray(scaled, np.float32)
     acquisition.check_shape(scaled.shape)
     moved = np.moveaxis(scaled, acquisition.axis, 0)   # (A, P, Q)
-    mean, variance = cut_moments(model, moved, acquisition.acquired.astype(np.float32),
-                                 num_samples, batch_size, seed)
-    return moved, mean, variance
+    mean, variance, views_gap = cut_moments(model, moved,
+                                            acquisition.acquired.astype(np.float32),
+                                            num_samples, batch_size, seed)
+    factor = calibrate_variance(variance, mean, views_gap,
+                                ~acquisition.acquired[:, None, None], calibration)
+    return moved, mean, variance, factor
 
 
 def cut_moments(model, moved, row_mask, num_samples, batch_size=None, seed=0,
                 keep_observed=True):
-    """(mean, variance) of every voxel of `moved` (A, P, Q) from its four views.
+    """(mean, variance, views_gap) of every voxel of `moved` (A, P, Q) from its four views.
 
     The cuts through axis 0, both orientations, each also mirrored (as
     `imputation.impute_volume`); `row_mask` (A,) is each row's mask value.
-    `keep_observed`: see `SparseVAE.predictive_moments`. Memory: two
-    accumulators and one batch of cuts' draws.
+    `keep_observed`: see `SparseVAE.predictive_moments`. ``views_gap`` is
+    ``((mean_P - mean_Q) / 2)**2``, the squared half-difference of the two
+    orientations' means (each averaged with its mirror), which
+    `averaging_factor` reads. Memory: three accumulators and one batch of
+    cuts' draws.
     """
     if not hasattr(model, "predictive_moments"):
         raise ValueError(f"sample_volume needs a SparseVAE (posterior draws); received "
@@ -199,10 +225,10 @@ def cut_moments(model, moved, row_mask, num_samples, batch_size=None, seed=0,
         batch_size = max(1, ACTIVATION_VALUES_PER_CALL
                          // (num_samples * widest_activation(model, largest_cut)))
     batch_size = check_positive_int(batch_size, "batch_size")
-    mean_total = np.zeros(moved.shape, np.float32)
+    orientation_means = [np.zeros(moved.shape, np.float32) for _ in range(2)]
     variance_total = np.zeros(moved.shape, np.float32)
     rng = np.random.default_rng(seed)
-    for cut_axis in (1, 2):
+    for cut_axis, mean_total in zip((1, 2), orientation_means):
         for start in range(0, moved.shape[cut_axis], batch_size):
             index = [slice(None)] * 3
             index[cut_axis] = slice(start, min(start + batch_size, moved.shape[cut_axis]))
@@ -211,23 +237,76 @@ def cut_moments(model, moved, row_mask, num_samples, batch_size=None, seed=0,
             images = np.where(masks > 0.5, cuts, 0.0).astype(np.float32)
             mean, variance = _views_moments(model, images, masks, num_samples, rng, len(cuts),
                                             keep_observed)
-            mean_total[tuple(index)] += np.moveaxis(mean, 0, cut_axis)
+            mean_total[tuple(index)] = np.moveaxis(mean, 0, cut_axis)
             variance_total[tuple(index)] += np.moveaxis(variance, 0, cut_axis)
-    mean_total *= 0.5
+    mean_p, views_gap = orientation_means
+    views_gap -= mean_p               # (mean_Q - mean_P)
+    views_gap *= 0.5
+    mean_p += views_gap               # the views' mean, (mean_P + mean_Q) / 2
+    np.square(views_gap, out=views_gap)
     variance_total *= 0.5
-    return mean_total, variance_total
+    return mean_p, variance_total, views_gap
+
+
+def averaging_factor(variance, views_gap, region):
+    """The factor from one orientation's calibrated std to the two orientations' average's.
+
+    The calibration (`fit_calibration`) scores held-out slices filled in by
+    one orientation of cuts (with its mirror); a volume's mean averages the
+    two orientations, m = (m_P + m_Q) / 2, whose error is smaller when
+    theirs are not fully correlated. Per voxel, exactly,
+    ``((e_P + e_Q) / 2)**2 = (e_P**2 + e_Q**2) / 2 - ((m_P - m_Q) / 2)**2``:
+    the calibrated variance predicts the first term, the second is seen
+    on the volume itself without its truth. Over `region`:
+
+        factor**2 = 1 - sum(views_gap) / sum(variance)
+
+    clipped to [0.25, 1] (1 when `region` is empty).
+
+    Args:
+        variance: the calibrated predictive variance of one view (scale**2
+            times `cut_moments`' variance).
+        views_gap: `cut_moments`' ``views_gap``, same shape.
+        region: bool mask of the voxels to pool (the unknown ones in the
+            head).
+
+    Returns:
+        A float in [0.5, 1]: multiply the std by it.
+    """
+    total = float(np.sum(variance[region], dtype=np.float64))
+    if not total > 0:
+        return 1.0
+    shrink = 1.0 - float(np.sum(views_gap[region], dtype=np.float64)) / total
+    return float(np.sqrt(min(max(shrink, 0.25), 1.0)))
+
+
+def calibrate_variance(variance, mean, views_gap, unknown, calibration):
+    """`variance` times ``(calibration.scale * averaging_factor)**2``, in place; the factor.
+
+    `unknown`: bool, broadcastable to `variance`, the voxels to predict;
+    the factor pools those whose mean is in the head (above
+    `training.FOREGROUND`). None `calibration`: unchanged, factor 1.
+    """
+    if calibration is None:
+        return 1.0
+    variance *= np.float32(calibration.scale ** 2)
+    factor = averaging_factor(variance, views_gap, unknown & (mean > FOREGROUND))
+    variance *= np.float32(factor ** 2)
+    return factor
 
 
 def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, seed=0,
-                  calibration=None):
+                  calibration=None, return_factor=False):
     """Posterior predictive mean and standard deviation of a volume's missing voxels.
 
     Each cut through the acquisition axis (both orientations, each also
     mirrored) gets the model's predictive moments from `num_samples`
     posterior draws (`SparseVAE.predictive_moments`); per voxel, the mean
     of the four means, and the square root of the mean of the four
-    variances, times ``calibration.scale`` if given. Memory: the volume,
-    two accumulators, and one batch of cuts' draws.
+    variances, times ``calibration.scale`` and the volume's
+    `averaging_factor` if a calibration is given (the mean of two
+    orientations errs less than one; measured on the volume itself).
+    Memory: the volume, three accumulators, and one batch of cuts' draws.
 
     Args:
         model: a `SparseVAE` taking cuts (``conv-interp-residual-vae``).
@@ -238,21 +317,22 @@ def sample_volume(model, scaled, acquisition, num_samples=10, batch_size=None, s
         seed: of the draws.
         calibration: a `Calibration` (`fit_calibration`), or None for the
             model's own, uncalibrated std.
+        return_factor: also return the averaging factor applied (1.0
+            without a calibration).
 
     Returns:
         (mean, std), float32 (X, Y, Z) each; acquired voxels are exact in
-        `mean` and 0 in `std`.
+        `mean` and 0 in `std`. With `return_factor`, (mean, std, factor).
     """
-    moved, mean, variance = _volume_moments(model, scaled, acquisition, num_samples,
-                                            batch_size, seed)
+    moved, mean, variance, factor = _volume_moments(model, scaled, acquisition, num_samples,
+                                                    batch_size, seed, calibration)
     acquired = acquisition.acquired[:, None, None]
     std = np.sqrt(variance, out=variance)
-    if calibration is not None:
-        std *= np.float32(calibration.scale)
     mean = np.where(acquired, moved, mean)
     std = np.where(acquired, np.float32(0), std)
-    return (np.ascontiguousarray(np.moveaxis(mean, 0, acquisition.axis)),
-            np.ascontiguousarray(np.moveaxis(std, 0, acquisition.axis)))
+    result = (np.ascontiguousarray(np.moveaxis(mean, 0, acquisition.axis)),
+              np.ascontiguousarray(np.moveaxis(std, 0, acquisition.axis)))
+    return result + (factor,) if return_factor else result
 
 
 def draw_volumes(model, scaled, acquisition, draws, calibration=None, batch_size=None, seed=0):
@@ -260,10 +340,12 @@ def draw_volumes(model, scaled, acquisition, draws, calibration=None, batch_size
 
     Draw k: for every cut one posterior draw x_k of the latent, the mean
     of the decoder's means f(x_k) over the voxel's four views, plus
-    Gaussian noise of the views' mean likelihood variance (times
-    ``calibration.scale**2``). The draws are independent given the volume;
-    their mean converges to `sample_volume`'s mean. Memory: the volume, two
-    accumulators and the draw being yielded (use each before the next).
+    Gaussian noise of the views' mean likelihood variance (calibrated as
+    in `sample_volume`: ``calibration.scale`` times the draw's own
+    `averaging_factor`). The draws are independent given the volume;
+    their mean converges to `sample_volume`'s mean. Memory: the volume,
+    three accumulators and the draw being yielded (use each before the
+    next).
 
     Args:
         draws: K >= 1.
@@ -274,15 +356,13 @@ def draw_volumes(model, scaled, acquisition, draws, calibration=None, batch_size
         float32 (X, Y, Z) volumes, acquired voxels exactly as in `scaled`.
     """
     draws = check_positive_int(draws, "draws")
-    scale = np.float32(1.0 if calibration is None else calibration.scale)
     acquired = acquisition.acquired[:, None, None]
     for index in range(draws):
         rng = np.random.default_rng([seed, index])
-        moved, mean, variance = _volume_moments(model, scaled, acquisition, 1, batch_size,
-                                                int(rng.integers(2**31)))
+        moved, mean, variance, _ = _volume_moments(model, scaled, acquisition, 1, batch_size,
+                                                   int(rng.integers(2**31)), calibration)
         noise = rng.standard_normal(moved.shape, dtype=np.float32)
         np.sqrt(variance, out=variance)
-        variance *= scale
         variance *= noise          # now the noise itself
         del noise
         mean += variance

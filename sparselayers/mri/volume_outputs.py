@@ -26,6 +26,13 @@ from sparselayers.mri.montage import thick_comparison
 __all__ = ["impute_and_write", "describe"]
 
 
+def _say_factor(factor, calibration, prepared, verbose):
+    """The log line of the views' averaging factor (`uncertainty.averaging_factor`)."""
+    if verbose and calibration is not None:
+        print(f"std calibration, {prepared.path}: x {factor:.3f} for the mean of two "
+              f"orientations of cuts (measured on the volume)")
+
+
 def impute_and_write(model, prepared, output_path, montage_path, std_path, samples, seed,
                      montage, report, verbose, calibration=None, draws=0):
     """Imputes `prepared` with `model` and writes its outputs.
@@ -45,10 +52,15 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         report: a `report.Report` to add the volume's section to, or None.
         verbose: 1 for progress output.
 
+    Returns:
+        The std's `uncertainty.averaging_factor` (a calibrated sparse VAE),
+        else None.
+
     Raises:
         ValueError: naming the output, if it would hold NaN or Inf voxels
             (nothing is written).
     """
+    factor = None
     volume, data, affine = prepared.load()
     scaled, scale = intensity.normalize(data, prepared.acquisition)
     acquired = prepared.acquisition.mask(data.shape)
@@ -59,9 +71,10 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         slices = np.compress(prepared.acquisition.acquired, scaled, axis=prepared.axis)
         grid, spread = prepared.slice_grid, None
         if isinstance(model, SparseVAE):
-            result, spread = restored_uncertainty.restore_moments(
+            result, spread, factor = restored_uncertainty.restore_moments(
                 model, slices, grid, samples, seed=seed, calibration=calibration,
-                minimum=minimum)
+                minimum=minimum, return_factor=True)
+            _say_factor(factor, calibration, prepared, verbose)
             spread *= np.float32(scale[1] - scale[0])
             _check_finite(spread, std_path)
             volume_io.write_volume(std_path, spread, volume, affine=affine)
@@ -80,11 +93,13 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
                   spread)
         if verbose:
             print(f"wrote {output_path}")
-        return
+        return None if calibration is None else factor
     spread = None
     if isinstance(model, SparseVAE):
-        filled, spread = uncertainty.sample_volume(model, scaled, prepared.acquisition, samples,
-                                                   seed=seed, calibration=calibration)
+        filled, spread, factor = uncertainty.sample_volume(
+            model, scaled, prepared.acquisition, samples, seed=seed, calibration=calibration,
+            return_factor=True)
+        _say_factor(factor, calibration, prepared, verbose)
         spread *= np.float32(scale[1] - scale[0])
         for index, draw in enumerate(uncertainty.draw_volumes(
                 model, scaled, prepared.acquisition, draws, calibration, seed=seed)
@@ -111,6 +126,7 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
               output_path, montage_path if montage else None, report, affine, spread)
     if verbose:
         print(f"wrote {output_path}")
+    return None if calibration is None else factor
 
 
 def _write_restored(result, scale, magnitude, path, volume, affine, verbose):

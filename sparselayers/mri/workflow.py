@@ -176,12 +176,16 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
         print(f"self-validation, all inputs (expected improvement over interpolation on these "
               f"scans): {self_validation.summary_line(validation['overall'])}")
     report = report_module.Report(out) if report else None
-    for p, calibration in zip(prepared, calibrations):
+    for index, (p, calibration) in enumerate(zip(prepared, calibrations)):
         _, montage_path, std_path = output_names(p.path, out)
         os.makedirs(os.path.dirname(outputs[p.path]) or ".", exist_ok=True)
-        volume_outputs.impute_and_write(model, p, outputs[p.path], montage_path, std_path,
-                                        samples, seed, montage, report, verbose,
-                                        calibration, draws)
+        factor = volume_outputs.impute_and_write(model, p, outputs[p.path], montage_path,
+                                                 std_path, samples, seed, montage, report,
+                                                 verbose, calibration, draws)
+        if factor is not None:   # recorded beside the calibration it completes
+            calibrations[index] = calibration.with_averaging_factor(factor)
+            self_validation.write_json(os.path.join(out, self_validation.FILE_NAME), validation,
+                                       [p.path for p in prepared], calibrations)
     if report is not None:
         shown = {name: value for name, value in backup.settings.items()
                  if name not in ("inputs", "samplings")}
