@@ -4,7 +4,7 @@ A thick-slice volume is restored on its fine grid (`imputation.restore_volume`):
 no fine voxel is known exactly, each acquired slice being the tissue averaged
 over the slice profile. The sparse VAE form (trained on thick-slice patches,
 `training.as_sparse_vae_batches`) gives every fine voxel a predictive mean and
-variance from the cuts through the acquisition axis (`uncertainty.cut_moments`,
+variance from the cuts through the acquisition axis (`view_moments.cut_moments`,
 every row observed: its mask is its position relative to the slices). Then,
 as the deterministic restoration does, the mean is made consistent with the
 acquired slices (`imputation.consistent_with_slices`); the projection being
@@ -13,7 +13,7 @@ affine, ``Q f + c``, the variance becomes ``(Q * Q) @ variance``
 nearly pinned down by it, one between slices is not. The standard deviation is
 calibrated on the scan's own held-out slices degraded as the scan was acquired
 (`uncertainty.fit_calibration`, which projects the same way) and multiplied
-by the volume's `uncertainty.averaging_factor` (the two orientations' mean
+by the volume's `view_moments.averaging_factor` (the two orientations' mean
 errs less than one), so the interval is about the fine-grid voxel.
 
 Example:
@@ -28,8 +28,8 @@ import numpy as np
 from sparselayers.layers.image_and_mask import check_positive_int
 from sparselayers.mri import imputation
 from sparselayers.mri import slice_profile
-from sparselayers.mri.uncertainty import calibrate_variance
-from sparselayers.mri.uncertainty import cut_moments
+from sparselayers.mri.view_moments import calibrate_variance
+from sparselayers.mri.view_moments import cut_moments
 
 __all__ = ["restore_moments", "draw_restored_volumes"]
 
@@ -47,7 +47,7 @@ def restore_moments(model, slices, grid, num_samples=10, batch_size=None, seed=0
         seed: of the draws.
         calibration: a `uncertainty.Calibration`, or None (the model's std).
         minimum: as `imputation.restore_volume`'s (applies to the mean).
-        return_factor: also return the views' `uncertainty.averaging_factor`
+        return_factor: also return the views' `view_moments.averaging_factor`
             applied with the calibration (1.0 without one).
 
     Returns:
