@@ -159,7 +159,7 @@ def fit_calibration(model, held_out, sampling, num_samples=10, seed=0):
                 continue
             images, masks, scored, _, projections = degrade(oriented, sampling)
             mean, variance = views_moments(model, images, masks, num_samples, rng,
-                                            keep_observed=projections is None)
+                                           keep_observed=projections is None)
             if projections is not None:   # thick slices: as a restored volume
                 mean = np.stack([slice_profile.project_onto_slices(cut, slices, weights)
                                  for cut, (slices, weights) in zip(mean, projections)])

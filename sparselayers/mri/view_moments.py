@@ -27,7 +27,7 @@ __all__ = ["cut_moments", "averaging_factor", "calibrate_variance", "views_momen
 
 
 def views_moments(model, images, masks, num_samples, rng, batch_size=None,
-                   keep_observed=True):
+                  keep_observed=True):
     """(mean, variance) of a batch of cuts (b, H, W): the cut and its mirror, averaged."""
     total_mean, total_variance = 0.0, 0.0
     for flip in (slice(None), slice(None, None, -1)):
@@ -72,7 +72,7 @@ def cut_moments(model, moved, row_mask, num_samples, batch_size=None, seed=0,
             masks = np.broadcast_to(row_mask[None, :, None], cuts.shape).astype(np.float32)
             images = np.where(masks > 0.5, cuts, 0.0).astype(np.float32)
             mean, variance = views_moments(model, images, masks, num_samples, rng, len(cuts),
-                                            keep_observed)
+                                           keep_observed)
             mean_total[tuple(index)] = np.moveaxis(mean, 0, cut_axis)
             variance_total[tuple(index)] += np.moveaxis(variance, 0, cut_axis)
     mean_p, views_gap = orientation_means
@@ -97,7 +97,7 @@ def averaging_factor(variance, views_gap, region):
 
         factor**2 = 1 - sum(views_gap) / sum(variance)
 
-    clipped to [0.25, 1] (1 when `region` is empty).
+    with factor**2 clipped to [0.25, 1] (factor 1 when `region` is empty).
 
     Args:
         variance: the calibrated predictive variance of one view (scale**2
