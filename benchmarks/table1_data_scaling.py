@@ -59,9 +59,11 @@ def main(argv=None):
     for size in args.sizes:
         started = time.time()
         epochs = fit_size * args.passes // (size * args.draws)
-        model = train_autoencoder(train[:size], args.draws, epochs, args.seed)
+        model = train_autoencoder(train[:size], args.draws, epochs, args.seed,
+                                  knn_distance="plain")  # as its recorded figures
         (step_size, steps), ours = choose_stopping_rule(
-            model, validation, validation_mask, train, "knn", STEP_SIZES, args.seed)
+            model, validation, validation_mask, train, "knn", STEP_SIZES, args.seed,
+            knn_distance="plain")
         knn = imputers.knn_fill(validation_sparse, validation_mask, train[:size], k=5).numpy()
         rows.append((size, epochs, ours, step_size, steps,
                      float(np.mean(imputers.metrics.ssim(knn, validation)))))

@@ -19,6 +19,7 @@ from imputers import metrics
 from imputers import stacked_network
 from imputers.deep_image_prior import fit_dip
 from imputers.denoising_training import train_denoising_autoencoder
+from imputers.initialization import border_weights
 from imputers.initialization import knn_fill
 from imputers.initialization import mean_fill
 from imputers.initialization import noise_fill
@@ -34,6 +35,7 @@ __all__ = [
     "AscentDivergedError",
     "AscentResult",
     "VectorFieldImputer",
+    "border_weights",
     "fit_dip",
     "knn_fill",
     "mean_fill",

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from sparselayers.layers.image_and_mask import check_positive_int
 
-__all__ = ["mean_fill", "noise_fill", "knn_fill"]
+__all__ = ["mean_fill", "noise_fill", "knn_fill", "border_weights"]
 
 # Bound on the elements of one (queries x reference) distance block in k-NN.
 _DISTANCE_BUDGET = 1 << 24
@@ -137,13 +137,15 @@ def noise_fill(x, mask, low=None, high=None, seed=None):
     return tf.where(observed, x, noise)
 
 
-def knn_fill(x, mask, reference, k=5):
+def knn_fill(x, mask, reference, k=5, distance_weights=None):
     """Fills missing entries with the mean of the k nearest reference images.
 
     The distance from a query to a reference image is the squared Euclidean
-    distance on the query's observed entries only; a query with no observed
-    entry gets the mean of all reference images (every reference is then at
-    distance 0). Computed in blocks of queries with matrix products, so
+    distance on the query's observed entries only, each entry weighted by
+    `distance_weights` if given (``sum_j w_j (x_j - r_j)^2``; e.g.
+    `border_weights`, which counts the observed entries bordering the hole
+    most); a query with no observed entry (or only zero weights) gets the
+    mean of all reference images (every reference is then at distance 0). Computed in blocks of queries with matrix products, so
     memory stays bounded (each block of distances holds at most 2**24
     values) for, e.g., 10^4 queries against 10^4 references of 784 entries.
 
@@ -164,12 +166,23 @@ def knn_fill(x, mask, reference, k=5):
         x, mask: images (batch, *shape) and mask.
         reference: complete (finite) images (n, *shape), n >= k.
         k: number of neighbours, a positive int.
+        distance_weights: None (every observed entry weighs 1), or finite
+            weights >= 0 of the images' shape (or broadcastable to it, e.g. 1
+            channel), one per entry; those at missing entries are ignored.
 
     Returns:
         float32 images (batch, *shape); an empty batch gives an empty result.
+
+    Example:
+
+    ```python
+    filled = imputers.knn_fill(sparse, mask, x_train, k=5,
+                               distance_weights=imputers.border_weights(mask))
+    ```
     """
     k = check_positive_int(k, "k")
     x, observed = _prepare(x, mask)
+    weights = _distance_weights(distance_weights, observed)  # (batch, *shape), 0 where missing
     reference = _check_reference(reference, "knn_fill")
     count = reference.shape[0]
     if count is not None and k > count:
@@ -182,6 +195,7 @@ def knn_fill(x, mask, reference, k=5):
     image_shape = tf.shape(x)
     flat_x = tf.reshape(x, [image_shape[0], -1])  # (Q, D), 0 where missing
     seen = tf.reshape(observed, tf.shape(flat_x))  # (Q, D), bool
+    flat_weights = tf.reshape(weights, tf.shape(flat_x))  # (Q, D), 0 where missing
     flat_reference = tf.reshape(reference, [tf.shape(reference)[0], -1])  # (N, D)
     reference_mean = tf.reduce_mean(flat_reference, axis=0, keepdims=True)  # (1, D)
     centred_reference = flat_reference - reference_mean  # (N, D); see the docstring
@@ -199,12 +213,13 @@ def knn_fill(x, mask, reference, k=5):
         size = tf.minimum(queries_per_block, tf.shape(flat_x)[0] - start)
         block = tf.slice(flat_x, [start, 0], [size, -1])
         block_seen = tf.slice(seen, [start, 0], tf.shape(block))
+        block_weights = tf.slice(flat_weights, [start, 0], tf.shape(block))
         centred = tf.where(block_seen, block - reference_mean, 0.0)
         # sum_j w_j (x_j - r_j)^2 = sum w x^2 - 2 (w x) . r + w . r^2, float32
         coarse = (
-            tf.reduce_sum(tf.square(centred), axis=1, keepdims=True)
-            - 2.0 * tf.matmul(centred, centred_reference, transpose_b=True)
-            + tf.matmul(tf.cast(block_seen, tf.float32), reference_squares, transpose_b=True)
+            tf.reduce_sum(block_weights * tf.square(centred), axis=1, keepdims=True)
+            - 2.0 * tf.matmul(block_weights * centred, centred_reference, transpose_b=True)
+            + tf.matmul(block_weights, reference_squares, transpose_b=True)
         )  # (queries, N)
         _, candidates = tf.math.top_k(
             -coarse, k=tf.minimum(shortlist, tf.shape(coarse)[1]))  # (queries, shortlist)
@@ -215,11 +230,12 @@ def knn_fill(x, mask, reference, k=5):
             - tf.cast(tf.gather(flat_reference, candidates), tf.float64),
             0.0,
         )  # (queries, shortlist, D)
-        exact = tf.reduce_sum(tf.square(differences), axis=2)  # (queries, shortlist)
+        exact = tf.reduce_sum(tf.cast(block_weights, tf.float64)[:, None, :]
+                              * tf.square(differences), axis=2)  # (queries, shortlist)
         _, places = tf.math.top_k(-exact, k=k)
         nearest = tf.gather(candidates, places, batch_dims=1)  # (queries, k)
         neighbours = tf.reduce_mean(tf.gather(flat_reference, nearest), axis=1)
-        has_observed = tf.reduce_any(block_seen, axis=1, keepdims=True)
+        has_observed = tf.reduce_any(block_weights > 0, axis=1, keepdims=True)
         neighbours = tf.where(has_observed, neighbours, reference_mean)
         return tf.where(block_seen, block, neighbours)
 
@@ -238,6 +254,76 @@ def knn_fill(x, mask, reference, k=5):
     # An empty TensorArray cannot be concatenated: an empty batch is returned as is.
     filled = tf.cond(num_queries > 0, blocks.concat, lambda: flat_x)  # (Q, D)
     return tf.reshape(filled, image_shape)
+
+
+def _distance_weights(distance_weights, observed):
+    """float32 weights of `observed`'s shape: 1 (or the given weight) where
+    observed, 0 where missing; ValueError for negative or non-finite ones."""
+    if distance_weights is None:
+        return tf.cast(observed, tf.float32)
+    weights = tf.convert_to_tensor(distance_weights, tf.float32)
+    try:
+        weights = tf.broadcast_to(weights, tf.shape(observed))
+    except (ValueError, tf.errors.InvalidArgumentError):
+        raise ValueError(f"distance_weights of shape {tuple(weights.shape)} do not match the "
+                         f"images' shape {tuple(observed.shape)}.") from None
+    values = tf.get_static_value(weights)
+    if values is not None:
+        bad = ~(np.isfinite(values) & (values >= 0)) & np.asarray(tf.get_static_value(observed))
+        if bad.any():
+            sample = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"distance_weights must be finite and >= 0 at observed entries; "
+                             f"sample {sample} holds {values[bad][0]!r}.")
+    else:
+        tf.debugging.assert_greater_equal(
+            tf.where(observed, weights, 0.0), 0.0,
+            "distance_weights must be finite and >= 0 at observed entries.")
+    return tf.where(observed, weights, 0.0)
+
+
+def border_weights(mask, width=1, far_weight=0.2):
+    """k-NN distance weights that count most the observed entries bordering a hole.
+
+    The observed entries within Euclidean distance `width` (in pixels) of a
+    missing entry of the same image and channel weigh 1, the other observed
+    entries `far_weight`, missing ones 0: a neighbour is then chosen mostly
+    by how well it continues the image across the hole's edge. On MNIST with
+    13x13 holes, width 1 and far_weight 0.2 (chosen on held-out training
+    images) gave k-NN fills 0.014 SSIM better than plain distances, and the
+    vector-field ascent from them 0.009 better (`benchmarks/RESULTS.md`,
+    Table 1).
+
+    Args:
+        mask: (batch, height, width) or (batch, height, width, channels), 1
+            (or True, or > 0.5) where observed.
+        width: a positive int, the border's width in pixels.
+        far_weight: a finite weight >= 0 of the observed entries farther away.
+
+    Returns:
+        float32 weights of the mask's shape, for `knn_fill`'s `distance_weights`.
+    """
+    width = check_positive_int(width, "width")
+    if (isinstance(far_weight, bool) or not isinstance(far_weight, (int, float, np.number))
+            or not np.isfinite(far_weight) or far_weight < 0):
+        raise ValueError(f"far_weight must be a finite number >= 0; received {far_weight!r}.")
+    mask = tf.convert_to_tensor(mask)
+    if mask.shape.rank not in (3, 4):
+        raise ValueError("border_weights takes a mask of images (batch, height, width) or "
+                         f"(batch, height, width, channels); received shape {tuple(mask.shape)}.")
+    observed = observed_bool(mask, tf.shape(mask))
+    planes = observed[..., None] if mask.shape.rank == 3 else observed
+    channels = tf.shape(planes)[-1]
+    # (batch * channels, height, width, 1): each channel's plane on its own.
+    planes = tf.reshape(tf.transpose(planes, [0, 3, 1, 2]),
+                        tf.concat([[-1], tf.shape(planes)[1:3], [1]], 0))
+    offsets = np.arange(-width, width + 1)
+    disk = (offsets[:, None] ** 2 + offsets[None] ** 2 <= width ** 2).astype(np.float32)
+    missing_nearby = tf.nn.conv2d(1.0 - tf.cast(planes, tf.float32), disk[:, :, None, None],
+                                  1, "SAME") > 0.5
+    near = tf.transpose(tf.reshape(missing_nearby, tf.concat(
+        [[tf.shape(mask)[0], channels], tf.shape(planes)[1:3]], 0)), [0, 2, 3, 1])
+    near = tf.reshape(near, tf.shape(mask))
+    return tf.where(observed, tf.where(near, 1.0, float(far_weight)), 0.0)
 
 
 def initial_fill(init, x, mask, reference=None, k=5, seed=None):

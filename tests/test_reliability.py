@@ -186,6 +186,33 @@ def test_knn_fill_rejects_bad_k(rng, k):
         imputers.knn_fill(x, observed, x, k=k)
 
 
+@pytest.mark.parametrize("weights, match", [
+    (np.full((2, 3), 1.0), "do not match"),
+    (-1.0, "finite and >= 0 .* sample 0"),
+    (np.inf, "finite and >= 0"),
+])
+def test_knn_fill_rejects_bad_distance_weights(rng, weights, match):
+    x, observed = _problem(rng)
+    with pytest.raises(ValueError, match=match):
+        imputers.knn_fill(x, observed, x, k=2, distance_weights=weights)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(width=0), "width must be a positive int"),
+    (dict(far_weight=-0.1), "far_weight must be a finite number >= 0"),
+    (dict(far_weight=float("nan")), "far_weight"),
+])
+def test_border_weights_reject_bad_arguments(rng, kwargs, match):
+    _, observed = _problem(rng)
+    with pytest.raises(ValueError, match=match):
+        imputers.border_weights(observed, **kwargs)
+
+
+def test_border_weights_reject_a_mask_that_is_not_images():
+    with pytest.raises(ValueError, match=r"received shape \(3, 16\)"):
+        imputers.border_weights(np.ones((3, 16), bool))
+
+
 def test_knn_fill_rejects_non_finite_references(rng):
     x, observed = _problem(rng)
     reference = rng.random((6,) + SHAPE).astype("float32")

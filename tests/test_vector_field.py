@@ -180,6 +180,73 @@ def test_knn_fill_matches_brute_force(rng, monkeypatch):
         np.testing.assert_allclose(filled, want, rtol=1e-5, atol=1e-6)
 
 
+def test_knn_fill_with_distance_weights_matches_brute_force(rng, monkeypatch):
+    reference = rng.random((40, 6, 5)).astype("float32")
+    x = rng.random((11, 6, 5)).astype("float32")
+    mask = rng.random((11, 6, 5)) < 0.6
+    weights = rng.random((11, 6, 5)).astype("float32")
+    weights[3] = 0.0                       # no weight anywhere: the reference mean
+    weights[4, mask[4]] = 0.0
+    weights[4, 0, 0], mask[4, 0, 0] = 2.0, True
+    monkeypatch.setattr(initialization, "_DISTANCE_BUDGET", 40 * 4)  # blocks of 4 queries
+    got = imputers.knn_fill(np.where(mask, x, np.nan), mask, reference, k=3,
+                            distance_weights=weights).numpy()
+    for index, (query, seen, weight, filled) in enumerate(zip(x, mask, weights, got)):
+        if not np.any(weight[seen] > 0):
+            want = np.where(seen, query, reference.mean(axis=0))
+        else:
+            distances = [np.sum(weight[seen] * (query[seen] - r[seen]) ** 2) for r in reference]
+            want = np.where(seen, query, reference[np.argsort(distances)[:3]].mean(axis=0))
+        np.testing.assert_allclose(filled, want, rtol=1e-5, atol=1e-6, err_msg=f"query {index}")
+    # Weighting changes the neighbours here (else the test proves nothing).
+    plain = imputers.knn_fill(np.where(mask, x, np.nan), mask, reference, k=3).numpy()
+    assert not np.allclose(plain, got)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_border_weights_match_a_euclidean_distance_transform(rng, width):
+    from scipy import ndimage
+
+    mask = rng.random((4, 9, 10, 2)) > 0.08
+    mask[0] = True                          # nothing missing: far_weight everywhere
+    mask[1, 2:6, 3:7, 0] = False
+    got = imputers.border_weights(mask, width, far_weight=0.3).numpy()
+    assert got.shape == mask.shape and got.dtype == np.float32
+    for sample in range(4):
+        for channel in range(2):
+            observed = mask[sample, :, :, channel]
+            distance = (ndimage.distance_transform_edt(observed) if not observed.all()
+                        else np.full(observed.shape, np.inf))
+            want = np.where(observed, np.where(distance <= width, 1.0, 0.3), 0.0)
+            np.testing.assert_array_equal(got[sample, :, :, channel], want.astype(np.float32))
+    # One channel given as (batch, height, width): the same weights.
+    np.testing.assert_array_equal(imputers.border_weights(mask[..., 0], width, 0.3).numpy(),
+                                  got[..., 0])
+
+
+def test_border_weights_find_better_neighbours_across_the_hole_edge(rng):
+    """References that continue the query across the hole's edge win with border weights."""
+    size = 12
+    rows = np.arange(size)[:, None] * np.ones((1, size))
+    query = (rows % 4 < 2).astype("float32")                 # horizontal stripes
+    mask = np.ones((size, size), bool)
+    mask[4:8, 4:8] = False
+    # A: the stripes near the hole, noise far away; B: the stripes shifted by
+    # one row (wrong across the edge) but exact away from the hole.
+    far = np.ones((size, size), bool)
+    far[3:9, 3:9] = False
+    a = np.where(far, rng.random((size, size)) * 0.6 + 0.2, query)
+    b = np.where(far, query, np.roll(query, 1, axis=0))
+    reference = np.stack([a, b]).astype("float32")[..., None]
+    sparse = np.where(mask, query, np.nan)[None, ..., None].astype("float32")
+    observed = mask[None, ..., None]
+    plain = imputers.knn_fill(sparse, observed, reference, k=1).numpy()[0]
+    border = imputers.knn_fill(sparse, observed, reference, k=1,
+                               distance_weights=imputers.border_weights(observed)).numpy()[0]
+    np.testing.assert_array_equal(plain[~mask], b[..., None][~mask])
+    np.testing.assert_array_equal(border[~mask], a[..., None][~mask])
+
+
 def test_mean_and_noise_fill(rng):
     x = rng.random((6, 3, 3)).astype("float32")
     mask = rng.random((6, 3, 3)) < 0.5
