@@ -46,7 +46,7 @@ random patches (their k-NN and mean initialisations draw on the fitted images
 on all 60,000 training images). `table1_data_scaling.py` measures how ours
 grows with the AE's training set. One line per stage shows the elapsed time.
 
-    python benchmarks/table1_vector_field_mnist.py [--passes 12] [--test-images 2000]
+    python benchmarks/table1_vector_field_mnist.py [--passes 20] [--test-images 2000]
         [--knn-starts 3 5 8 12] [--knn-distance border|plain]
 """
 
@@ -245,7 +245,7 @@ def multi_start_ascent(model, sparse, mask, reference, step_size, steps, seed,
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", help="folder with MNIST's train- and t10k-images-idx3-ubyte.gz")
-    parser.add_argument("--passes", type=int, default=12,
+    parser.add_argument("--passes", type=int, default=20,
                         help="how many times each model sees each training image")
     parser.add_argument("--draws", type=int, default=2,
                         help="k-NN-filled copies of each training image for the AE")

@@ -275,9 +275,10 @@ def _distance_weights(distance_weights, observed):
             raise ValueError(f"distance_weights must be finite and >= 0 at observed entries; "
                              f"sample {sample} holds {values[bad][0]!r}.")
     else:
-        tf.debugging.assert_greater_equal(
-            tf.where(observed, weights, 0.0), 0.0,
-            "distance_weights must be finite and >= 0 at observed entries.")
+        used = tf.where(observed, weights, 0.0)
+        message = "distance_weights must be finite and >= 0 at observed entries."
+        tf.debugging.assert_all_finite(used, message)
+        tf.debugging.assert_greater_equal(used, 0.0, message)
     return tf.where(observed, weights, 0.0)
 
 

@@ -482,3 +482,19 @@ def test_a_non_finite_init_array_is_refused_naming_the_sample(rng):
     init = np.where(observed, np.nan, 0.0).astype(np.float32)
     imputed = imputers.vector_field_ascent(_shrinking_autoencoder(), x, observed, init=init)
     assert np.all(np.isfinite(imputed))
+
+
+def test_knn_fill_checks_distance_weights_inside_a_graph(rng):
+    x, observed = _problem(rng)
+
+    @tf.function
+    def fill(weights):
+        return imputers.knn_fill(x, observed, x, k=2, distance_weights=weights)
+
+    good = np.ones(x.shape, np.float32)
+    np.testing.assert_allclose(fill(good), imputers.knn_fill(x, observed, x, k=2), rtol=1e-6)
+    for bad in (-1.0, np.inf):
+        weights = good.copy()
+        weights[np.nonzero(observed)] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match="distance_weights must be"):
+            fill(weights)
