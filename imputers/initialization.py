@@ -145,9 +145,10 @@ def knn_fill(x, mask, reference, k=5, distance_weights=None):
     `distance_weights` if given (``sum_j w_j (x_j - r_j)^2``; e.g.
     `border_weights`, which counts the observed entries bordering the hole
     most); a query with no observed entry (or only zero weights) gets the
-    mean of all reference images (every reference is then at distance 0). Computed in blocks of queries with matrix products, so
-    memory stays bounded (each block of distances holds at most 2**24
-    values) for, e.g., 10^4 queries against 10^4 references of 784 entries.
+    mean of all reference images (every reference is then at distance 0).
+    Computed in blocks of queries with matrix products, so memory stays
+    bounded (each block of distances holds at most 2**24 values) for, e.g.,
+    10^4 queries against 10^4 references of 784 entries.
 
     Two passes. The matrix-product form |x|^2 - 2 x.r + |r|^2 of every
     distance, in float32 on data centred on the reference mean, shortlists
