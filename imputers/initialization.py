@@ -268,9 +268,9 @@ def _distance_weights(distance_weights, observed):
     except (ValueError, tf.errors.InvalidArgumentError):
         raise ValueError(f"distance_weights of shape {tuple(weights.shape)} do not match the "
                          f"images' shape {tuple(observed.shape)}.") from None
-    values = tf.get_static_value(weights)
-    if values is not None:
-        bad = ~(np.isfinite(values) & (values >= 0)) & np.asarray(tf.get_static_value(observed))
+    values, observed_values = tf.get_static_value(weights), tf.get_static_value(observed)
+    if values is not None and observed_values is not None:
+        bad = ~(np.isfinite(values) & (values >= 0)) & observed_values
         if bad.any():
             sample = int(np.argwhere(bad)[0][0])
             raise ValueError(f"distance_weights must be finite and >= 0 at observed entries; "
@@ -313,17 +313,16 @@ def border_weights(mask, width=1, far_weight=0.2):
         raise ValueError("border_weights takes a mask of images (batch, height, width) or "
                          f"(batch, height, width, channels); received shape {tuple(mask.shape)}.")
     observed = observed_bool(mask, tf.shape(mask))
-    planes = observed[..., None] if mask.shape.rank == 3 else observed
-    channels = tf.shape(planes)[-1]
-    # (batch * channels, height, width, 1): each channel's plane on its own.
-    planes = tf.reshape(tf.transpose(planes, [0, 3, 1, 2]),
-                        tf.concat([[-1], tf.shape(planes)[1:3], [1]], 0))
+    planes = observed[..., None] if mask.shape.rank == 3 else observed  # (batch, H, W, C)
+    channels = planes.shape[-1]
+    if channels is None:
+        raise ValueError("border_weights needs the mask's number of channels to be known.")
     offsets = np.arange(-width, width + 1)
     disk = (offsets[:, None] ** 2 + offsets[None] ** 2 <= width ** 2).astype(np.float32)
-    missing_nearby = tf.nn.conv2d(1.0 - tf.cast(planes, tf.float32), disk[:, :, None, None],
-                                  1, "SAME") > 0.5
-    near = tf.transpose(tf.reshape(missing_nearby, tf.concat(
-        [[tf.shape(mask)[0], channels], tf.shape(planes)[1:3]], 0)), [0, 2, 3, 1])
+    # Each channel on its own: a missing pixel within the disk makes a pixel near.
+    near = tf.nn.depthwise_conv2d(1.0 - tf.cast(planes, tf.float32),
+                                  np.repeat(disk[:, :, None, None], channels, axis=2),
+                                  [1, 1, 1, 1], "SAME") > 0.5
     near = tf.reshape(near, tf.shape(mask))
     return tf.where(observed, tf.where(near, 1.0, float(far_weight)), 0.0)
 

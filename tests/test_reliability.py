@@ -498,3 +498,14 @@ def test_knn_fill_checks_distance_weights_inside_a_graph(rng):
         weights[np.nonzero(observed)] = bad
         with pytest.raises(tf.errors.InvalidArgumentError, match="distance_weights must be"):
             fill(weights)
+
+
+def test_knn_fill_with_constant_weights_and_a_graph_mask(rng):
+    x, observed = _problem(rng)
+    weights = np.where(observed, 2.0, 0.0).astype(np.float32)
+
+    @tf.function
+    def fill(mask):
+        return imputers.knn_fill(x, mask, x, k=2, distance_weights=weights)
+
+    np.testing.assert_allclose(fill(observed), imputers.knn_fill(x, observed, x, k=2), rtol=1e-6)
