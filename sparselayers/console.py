@@ -18,6 +18,11 @@ Everything about TensorFlow's log output is decided here, in one place:
   (a weakref callback or ``__del__``, as in TensorFlow's garbage collection)
   would be printed as "Exception ignored ... Traceback" and lost, the command
   going on; a command installs this hook so that it ends it as any Ctrl-C.
+  It also records that a Ctrl-C arrived (`interrupt_received`): one that lands
+  while TensorFlow's C++ code runs Python callbacks can surface as another
+  exception (``SystemError: ... bad argument to internal function``, as a CI
+  run saw inside ``model.fit``), which the command then reports as the
+  interruption it is rather than as a crash.
 - `progress_verbosity` gives Keras' ``verbose``: a progress bar on a terminal,
   one line per epoch in a log file (Keras' bar would fill it with escape codes).
 
@@ -28,11 +33,12 @@ answer ``--help``) before TensorFlow is loaded.
 import _thread
 import contextlib
 import os
+import signal
 import sys
 import threading
 
 __all__ = ["quiet_command_line", "import_tensorflow_quietly", "progress_verbosity",
-           "interrupts_never_lost", "COMMANDS", "running_a_command"]
+           "interrupts_never_lost", "interrupt_received", "COMMANDS", "running_a_command"]
 
 # The package's console scripts (setup.cfg's entry points).
 COMMANDS = ("sparselayers-impute-slices",)
@@ -64,8 +70,15 @@ def interrupts_never_lost():
     finaliser. It then raises in the command's own code, whose ``except
     KeyboardInterrupt`` ends it (its ``finally`` clauses run, temporaries are
     removed). Other unraisable exceptions go to the hook that was there
-    before. Idempotent.
+    before.
+
+    It also replaces Python's own SIGINT handler (when that is the one in
+    place: an ignored SIGINT stays ignored, a caller's handler stays) by one
+    that does the same, raising `KeyboardInterrupt`, after recording the
+    signal for `interrupt_received`; the record starts empty at each call.
+    Idempotent.
     """
+    _record_interrupts()
     previous = sys.unraisablehook
     if getattr(previous, "_redelivers_interrupts", False):
         return
@@ -85,6 +98,35 @@ def interrupts_never_lost():
 
 # Long enough for the finaliser that swallowed a Ctrl-C to return, short to a user.
 INTERRUPT_REDELIVERY_DELAY_S = 0.05
+
+_interrupts = {"received": False}
+
+
+def interrupt_received():
+    """True when a SIGINT arrived since `interrupts_never_lost` was last called.
+
+    Python raises `KeyboardInterrupt` from its SIGINT handler wherever the
+    main thread runs Python code, also inside a callback that C code made;
+    C code that does not check the callback's result then fails in its own
+    way (a `SystemError`, a TensorFlow error) and the `KeyboardInterrupt` is
+    gone. A command asks this to tell such an error from a real failure.
+    """
+    return _interrupts["received"]
+
+
+def _record_interrupts():
+    _interrupts["received"] = False
+    if threading.current_thread() is not threading.main_thread():
+        return   # only the main thread may set a signal handler
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return   # ignored, already ours, or the caller's own: left as it is
+    signal.signal(signal.SIGINT, _record_then_raise)
+
+
+def _record_then_raise(signum, frame):
+    """Python's `signal.default_int_handler`, after a note that it ran."""
+    _interrupts["received"] = True
+    signal.default_int_handler(signum, frame)
 
 
 def import_tensorflow_quietly():

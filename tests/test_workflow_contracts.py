@@ -450,6 +450,49 @@ def test_other_exceptions_in_a_finaliser_are_printed_as_before(tmp_path, sigint_
         result.stderr
 
 
+INTERRUPT_LOST_IN_C_CODE = """
+import os, signal, sys, time
+import sparselayers.mri.workflow
+from sparselayers.mri import cli
+
+
+def impute_slices(*args, **kwargs):
+    # As TensorFlow's C++ code calling back into Python: the callback raises the
+    # KeyboardInterrupt, the C code drops it and fails in its own way.
+    try:
+        if sys.argv[1] == "interrupt":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)
+    except KeyboardInterrupt:
+        pass
+    raise SystemError("Objects/listobject.c:338: bad argument to internal function")
+
+
+sparselayers.mri.workflow.impute_slices = impute_slices
+sys.exit(cli.main([sys.argv[2], "--out", sys.argv[3], "--quiet"]))
+"""
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("case", ["interrupt", "no interrupt"])
+def test_a_ctrl_c_that_tensorflow_turns_into_another_error_is_an_interruption(
+        case, scan, tmp_path, sigint_handled):
+    """A SIGINT in a callback of C code can come back as a SystemError (a CI run, in
+    ``model.fit``): the command reports the interruption (130, no traceback); the same
+    error with no Ctrl-C is a crash and keeps its traceback."""
+    script = tmp_path / "lost.py"
+    script.write_text(INTERRUPT_LOST_IN_C_CODE)
+    result = subprocess.run([sys.executable, str(script), case, str(scan),
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    if case == "interrupt":
+        assert result.returncode == 130, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines()[-1].endswith("from its last backup.")
+    else:
+        assert result.returncode == 1, result.stderr
+        assert "SystemError: Objects/listobject.c:338" in result.stderr, result.stderr
+
+
 KILL_DURING_SAVE = """
 import os, signal, sys
 import keras

@@ -158,7 +158,7 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of ``sparselayers-impute-slices``; returns the exit status."""
-    console.interrupts_never_lost()   # a Ctrl-C during a finaliser ends the command too
+    console.interrupts_never_lost()   # a Ctrl-C in a finaliser or a C++ callback ends it too
     parser = build_parser()
     args = parser.parse_args(argv)  # before TensorFlow is imported: --help is fast
     if bool(args.inputs) == bool(args.bids):
@@ -197,13 +197,18 @@ def main(argv=None):
             slice_profile=args.slice_profile, slice_thickness=args.slice_thickness,
             resolution=args.resolution, validation_share=args.validation_share,
             draws=args.draws)
-    except (ValueError, ImportError) as error:
-        print(f"sparselayers-impute-slices: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sparselayers-impute-slices: interrupted; the same command with --resume continues "
-              "a training from its last backup.", file=sys.stderr)
-        return 130
+    except BaseException as error:
+        # A Ctrl-C that landed in a callback of TensorFlow's C++ code can surface as another
+        # exception (SystemError, a TensorFlow error): reported as the interruption it is.
+        if isinstance(error, KeyboardInterrupt) or (isinstance(error, Exception)
+                                                    and console.interrupt_received()):
+            print("sparselayers-impute-slices: interrupted; the same command with --resume "
+                  "continues a training from its last backup.", file=sys.stderr)
+            return 130
+        if isinstance(error, (ValueError, ImportError)):
+            print(f"sparselayers-impute-slices: error: {error}", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 
