@@ -213,6 +213,13 @@ def test_border_weights_reject_a_mask_that_is_not_images():
         imputers.border_weights(np.ones((3, 16), bool))
 
 
+def test_border_weights_need_the_number_of_channels():
+    weights = tf.function(imputers.border_weights,
+                          input_signature=[tf.TensorSpec((None, None, None, None), tf.bool)])
+    with pytest.raises(ValueError, match="number of channels to be known"):
+        weights.get_concrete_function()
+
+
 def test_knn_fill_rejects_non_finite_references(rng):
     x, observed = _problem(rng)
     reference = rng.random((6,) + SHAPE).astype("float32")
