@@ -126,6 +126,18 @@ def test_fit_calibration_against_a_numpy_reference():
     assert uncertainty.fit_calibration(_InterpolatingModel(0.25), np.zeros((0, 5, 5)), 3) is None
 
 
+def test_the_log_line_says_how_much_of_a_thick_calibration_is_estimated():
+    """Thick slices: the line gives 1 / sqrt(kept share), the estimated part of the scale."""
+    multipliers = list(np.linspace(0.2, 2.2, len(uncertainty.LEVELS)))
+    thick = uncertainty.Calibration(1.75, multipliers, 900, kept_detail=0.49)
+    point = uncertainty.Calibration(1.75, multipliers, 900)
+    line = uncertainty.summary_line(thick)
+    assert "std x 1.75 of the model's (of which x 1.43 for the fine detail" in line   # 1/0.7
+    assert "kept share 0.49" in line and "approximate" in line
+    assert "fine detail" not in uncertainty.summary_line(point)
+    assert uncertainty.summary_line(point).startswith("std x 1.75 of the model's; central")
+
+
 def _separable_ar1_field(shape, rho, rng):
     """A stationary Gaussian field of unit variance with covariance rho^(|dx|+|dy|+|dz|)."""
     field = rng.standard_normal(shape)

@@ -268,11 +268,22 @@ def draw_volumes(model, scaled, acquisition, draws, calibration=None, batch_size
 
 
 def summary_line(calibration):
-    """One line for the log, e.g. ``std x 1.21 of the model's; 90% interval: +-1.58 std``."""
+    """One line for the log, e.g. ``std x 1.21 of the model's; 90% interval: +-1.58 std``.
+
+    For thick slices it also says how much of the scale is the kept-detail
+    correction (``1 / sqrt(kept share)``), an estimate that no held-out slice
+    can check.
+    """
     if calibration is None:
         return ("not calibrated (no held-out slices: --validation-share 0, or too few "
                 "acquired slices): the std is the model's own")
-    return (f"std x {calibration.scale:.3g} of the model's; central 50/90/95% intervals: "
+    detail = ""
+    if calibration.kept_detail is not None:
+        # Thick slices: the part of the scale that is an estimate rather than a measurement.
+        detail = (f" (of which x {1 / np.sqrt(calibration.kept_detail):.3g} for the fine detail "
+                  f"the thick slices averaged away, estimated in-plane: kept share "
+                  f"{calibration.kept_detail:.2f}; approximate, see the docs' 'Thick slices')")
+    return (f"std x {calibration.scale:.3g} of the model's{detail}; central 50/90/95% intervals: "
             f"+-{calibration.multiplier(0.5):.3g} / {calibration.multiplier(0.9):.3g} / "
             f"{calibration.multiplier(0.95):.3g} std ({calibration.voxels} held-out voxels)")
 
