@@ -5,6 +5,7 @@ after a resume; a slow test renders it in headless Chromium when installed."""
 import base64
 import html.parser
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -111,8 +112,32 @@ def test_sparse_vae_report_shows_the_spread(collection, tmp_path):
     page = _parse(tmp_path / "out" / "report.html")
     _, png = page.images[2]
     rows_with_std = matplotlib_image.imread(io.BytesIO(png), format="png").shape[0]
-    _, plain = _parse_plain(collection, tmp_path).images[2]
+    plain_page = _parse_plain(collection, tmp_path)
+    _, plain = plain_page.images[2]
     assert rows_with_std > 1.2 * matplotlib_image.imread(io.BytesIO(plain), format="png").shape[0]
+    assert "std calibration" in " ".join(page.text)
+    assert "std calibration" not in " ".join(plain_page.text)        # no std, no row
+
+
+def test_sparse_vae_report_says_how_each_std_was_calibrated(collection, tmp_path):
+    """One "std calibration" row per volume, with the figures of self_validation.json."""
+    out = tmp_path / "out"
+    sources = [str(collection / "sparse.nii.gz"), str(collection / "thick.nii.gz")]
+    mri.impute_slices(sources, out, steps=2, steps_per_epoch=2, patch_size=12, filters=4,
+                      samples=2, verbose=0, variant="conv-interp-residual-vae", montage=False,
+                      validation_share=0.3)
+    with open(out / "self_validation.json") as file:
+        calibrations = json.load(file)["std_calibration"]
+    text = " ".join(_parse(out / "report.html").text)
+    assert text.count("std calibration") == 2
+    for source in sources:
+        calibration = calibrations[source]
+        assert f"std x {calibration['scale']:.3g} of the model's" in text
+        assert f"x {calibration['averaging_factor']:.3f} for the mean of two" in text
+    kept = calibrations[sources[1]]["kept_detail_share"]            # the thick file only
+    assert "kept_detail_share" not in calibrations[sources[0]]
+    assert f"of which x {1 / np.sqrt(kept):.3g} for the fine detail" in text
+    assert text.count("for the fine detail") == 1
 
 
 def _parse_plain(collection, tmp_path):

@@ -10,7 +10,7 @@ middle of the volume of what the user would try first beside what the
 model wrote (`montage.point_comparison` / `montage.thick_comparison`:
 acquired / linear interpolation / imputed, or acquired thick slices / cubic
 interpolation / restored; the sparse VAE's per-voxel standard deviation
-too). Pictures need matplotlib (the ``mri`` extra); without it the report
+too, and how it was calibrated). Pictures need matplotlib (the ``mri`` extra); without it the report
 holds the text only.
 
 Example:
@@ -158,7 +158,8 @@ class Report:
         self.sections = []
         self.validation = ""
 
-    def add_volume(self, source, description, written, comparison, zooms, spread=None):
+    def add_volume(self, source, description, written, comparison, zooms, spread=None,
+                   std_calibration=None):
         """Adds one volume's section.
 
         Args:
@@ -168,6 +169,8 @@ class Report:
             comparison: a `montage.Comparison` on the output's grid.
             zooms: the output's voxel sizes (3,), mm.
             spread: the sparse VAE's per-voxel std on the same grid, or None.
+            std_calibration: how that std was calibrated (one line, as the
+                log's), or None.
         """
         png = orthogonal_views_png(comparison.volumes, comparison.titles, zooms,
                                    comparison.high, spread)
@@ -178,7 +181,10 @@ class Report:
             f"<tr><th>input</th><td>{html.escape(str(source))}</td></tr>"
             f"<tr><th>acquisition</th><td>{html.escape(description)}</td></tr>"
             f"<tr><th>shown</th><td>{html.escape(comparison.caption)}</td></tr>"
-            f"<tr><th>written</th><td>{html.escape(str(written))}</td></tr></table>"
+            f"<tr><th>written</th><td>{html.escape(str(written))}</td></tr>"
+            + ("" if std_calibration is None else
+               f"<tr><th>std calibration</th><td>{html.escape(std_calibration)}</td></tr>")
+            + "</table>"
             f"{_image(png, name + ': three orthogonal planes')}</section>")
 
     def add_validation(self, sources, validation):

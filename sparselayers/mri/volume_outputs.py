@@ -26,11 +26,24 @@ from sparselayers.mri.montage import thick_comparison
 __all__ = ["impute_and_write", "describe"]
 
 
+def _factor_line(factor):
+    """The views' averaging factor (`uncertainty.averaging_factor`) in words."""
+    return f"x {factor:.3f} for the mean of two orientations of cuts (measured on the volume)"
+
+
 def _say_factor(factor, calibration, prepared, verbose):
-    """The log line of the views' averaging factor (`uncertainty.averaging_factor`)."""
+    """The log line of the views' averaging factor."""
     if verbose and calibration is not None:
-        print(f"std calibration, {prepared.path}: x {factor:.3f} for the mean of two "
-              f"orientations of cuts (measured on the volume)")
+        print(f"std calibration, {prepared.path}: {_factor_line(factor)}")
+
+
+def _std_note(model, calibration, factor):
+    """The report's line on how the std was calibrated (a sparse VAE), else None."""
+    if not isinstance(model, SparseVAE):
+        return None
+    if calibration is None:
+        return uncertainty.summary_line(None)
+    return f"{uncertainty.summary_line(calibration)}; {_factor_line(factor)}"
 
 
 def impute_and_write(model, prepared, output_path, montage_path, std_path, samples, seed,
@@ -90,7 +103,7 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         result = _write_restored(result, scale, magnitude, output_path, volume, affine, False)
         _pictures(thick_comparison(data, prepared.acquisition, grid, result),
                   prepared, output_path, montage_path if montage else None, report, affine,
-                  spread)
+                  spread, _std_note(model, calibration, factor))
         if verbose:
             print(f"wrote {output_path}")
         return None if calibration is None else factor
@@ -123,7 +136,8 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         volume_io.write_volume(std_path, spread, volume, affine=affine)
     volume_io.write_volume(output_path, result, volume, affine=affine)
     _pictures(point_comparison(data, acquired, result, prepared.acquisition), prepared,
-              output_path, montage_path if montage else None, report, affine, spread)
+              output_path, montage_path if montage else None, report, affine, spread,
+              _std_note(model, calibration, factor))
     if verbose:
         print(f"wrote {output_path}")
     return None if calibration is None else factor
@@ -151,13 +165,14 @@ def _to_input_units(result, scale, magnitude, data, acquired):
     return result
 
 
-def _pictures(comparison, prepared, output_path, montage_path, report, affine, spread=None):
+def _pictures(comparison, prepared, output_path, montage_path, report, affine, spread=None,
+              std_note=None):
     if montage_path is not None:
         save_montage(montage_path, comparison)
     if report is not None:
         zooms = np.sqrt(np.sum(np.asarray(affine, np.float64)[:3, :3] ** 2, axis=0))
         report.add_volume(prepared.path, describe(prepared), output_path, comparison, zooms,
-                          spread)
+                          spread, std_note)
 
 
 def _check_finite(result, path):
