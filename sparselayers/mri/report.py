@@ -10,8 +10,8 @@ middle of the volume of what the user would try first beside what the
 model wrote (`montage.point_comparison` / `montage.thick_comparison`:
 acquired / linear interpolation / imputed, or acquired thick slices / cubic
 interpolation / restored; the sparse VAE's per-voxel standard deviation
-too, and how it was calibrated). Pictures need matplotlib (the ``mri`` extra); without it the report
-holds the text only.
+too, and how it was calibrated). Pictures need matplotlib (the ``mri``
+extra); without it the report holds the text only.
 
 Example:
 

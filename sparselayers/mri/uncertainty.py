@@ -282,7 +282,8 @@ def summary_line(calibration):
         # Thick slices: the part of the scale that is an estimate rather than a measurement.
         detail = (f" (of which x {1 / np.sqrt(calibration.kept_detail):.3g} for the fine detail "
                   f"the thick slices averaged away, estimated in-plane: kept share "
-                  f"{calibration.kept_detail:.2f}; approximate: docs/thick_slice_mri.md, 'Thick slices')")
+                  f"{calibration.kept_detail:.2f}; approximate: docs/thick_slice_mri.md, "
+                  f"'Thick slices')")
     return (f"std x {calibration.scale:.3g} of the model's{detail}; central 50/90/95% intervals: "
             f"+-{calibration.multiplier(0.5):.3g} / {calibration.multiplier(0.9):.3g} / "
             f"{calibration.multiplier(0.95):.3g} std ({calibration.voxels} held-out voxels)")
