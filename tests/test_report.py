@@ -138,6 +138,12 @@ def test_sparse_vae_report_says_how_each_std_was_calibrated(collection, tmp_path
     assert "kept_detail_share" not in calibrations[sources[0]]
     assert f"of which x {1 / np.sqrt(kept):.3g} for the fine detail" in text
     assert text.count("for the fine detail") == 1
+    # Nothing held out: the row says the std is the model's own.
+    mri.impute_slices(sources[:1], tmp_path / "none", steps=2, steps_per_epoch=2, patch_size=12,
+                      filters=4, samples=2, verbose=0, variant="conv-interp-residual-vae",
+                      montage=False, validation_share=0)
+    text = " ".join(_parse(tmp_path / "none" / "report.html").text)
+    assert "std calibration" in text and "not calibrated" in text and "std x" not in text
 
 
 def _parse_plain(collection, tmp_path):
