@@ -38,12 +38,18 @@ does; the benchmark scores the coverage of the central intervals (the
 calibration's multipliers from ``self_validation.json``, and Gaussian ones) on
 every fine voxel inside the head, per subject, draws a reliability diagram
 (``docs/reliability_thick_<case>_axis<axis>.png``) and gives the draws' spread.
+With ``--std-reference K`` (self-supervised cases) the std is calibrated with
+the through-plane factor measured on fine reference scans (`impute_slices(...,
+std_reference=...)`): the cohort's first K training subjects, or for the 1 mm
+subjects each restored in its own run with the other as reference; the
+coverage of the std the in-plane estimate would have given is printed beside.
 
     python benchmarks/mri_thick_slices.py                     # every case, all axes
     python benchmarks/mri_thick_slices.py --axes 2 --steps 2000 --cases cohort-self,single-box
     python benchmarks/mri_thick_slices.py --cases cohort-mixed --steps 1500
     python benchmarks/mri_thick_slices.py --cases cohort-mixed --steps 4500 --mixed one
     python benchmarks/mri_thick_slices.py --cases cohort-self --axes 2 --models conv-interp-residual,conv-interp-residual-vae --samples 2 --draws 4
+    python benchmarks/mri_thick_slices.py --cases cohort-self --axes 0 --models conv-interp-residual-vae --samples 2 --draws 0 --std-reference 3
 """
 
 import argparse
@@ -165,8 +171,24 @@ def run_case(case, volumes_by_data, split, axis, args, rng, variant="conv-interp
     vae = variant.endswith("-vae")
     if vae:
         options.update(samples=args.samples, draws=args.draws)
+    references = args.std_reference if vae else 0
+    outs = {name: os.path.join(folder, "out") for name in test_names}
     start = time.time()
-    if regime == "train":
+    if references and regime != "self":
+        raise ValueError(f"--std-reference is for the self-supervised cases; {case} is not.")
+    if references and data == "single":
+        # Each subject restored in its own run, the other subject(s) as fine references.
+        keras.utils.set_random_seed(args.seed)
+        written = {}
+        for name in test_names:
+            others = [write_reference(folder, other, volumes[other])
+                      for other in test_names if other != name]
+            outs[name] = os.path.join(folder, f"out_{name}")
+            written.update(workflow.impute_slices(
+                [simulated[name][0]], outs[name], steps=args.steps, filters=args.filters,
+                variant=variant, std_reference=others, **options))
+        train_seconds = None
+    elif regime == "train":
         keras.utils.set_random_seed(args.seed)
         prepared = [PreparedVolume(simulated[name][0], slice_profile=kind,
                                    slice_thickness=thickness, resolution=1.0)
@@ -180,6 +202,9 @@ def run_case(case, volumes_by_data, split, axis, args, rng, variant="conv-interp
                                          os.path.join(folder, "out"), model=model, steps=0,
                                          **options)
     else:
+        if references:   # never a test subject
+            options["std_reference"] = [write_reference(folder, name, volumes[name])
+                                        for name in train_names[:references]]
         keras.utils.set_random_seed(args.seed)
         written = workflow.impute_slices([simulated[name][0] for name in test_names],
                                          os.path.join(folder, "out"), steps=args.steps,
@@ -197,13 +222,17 @@ def run_case(case, volumes_by_data, split, axis, args, rng, variant="conv-interp
         found["model"] = scores(restored, segment, head, axis)
         rows.append((name, found))
         if vae:
-            uncertainty[name] = score_uncertainty(restored, segment, head,
-                                                  os.path.join(folder, "out"), path, args.draws)
+            uncertainty[name] = score_uncertainty(restored, segment, head, outs[name], path,
+                                                  args.draws, (kind, thickness, args))
     return rows, train_seconds, total_seconds, uncertainty
 
 
-def score_uncertainty(restored, truth, head, out, source, draws):
-    """The sparse VAE's files for one input scored against the truth (`mri_uncertainty`)."""
+def score_uncertainty(restored, truth, head, out, source, draws, acquired_as):
+    """The sparse VAE's files for one input scored against the truth (`mri_uncertainty`).
+
+    With a calibration on reference scans, also the coverage of the std the
+    in-plane estimate would have given (restored again with that scale:
+    `in_plane_estimate_std`)."""
     import json
 
     import nibabel
@@ -223,6 +252,10 @@ def score_uncertainty(restored, truth, head, out, source, draws):
                  calibration),
              "mean_std": float(np.mean(std[head])),
              "rms_error": float(np.sqrt(np.mean((restored - truth)[head] ** 2)))}
+    if calibration.through_plane_factor is not None:
+        estimated = in_plane_estimate_std(out, source, calibration, acquired_as)
+        found["in_plane_coverage"] = uncertainty.interval_coverage(restored, estimated, truth,
+                                                                   head, calibration)
     if draws:
         values = [nibabel.load(inputs.draw_path(std_path, index)).get_fdata(dtype=np.float32)
                   for index in range(1, draws + 1)]
@@ -230,6 +263,41 @@ def score_uncertainty(restored, truth, head, out, source, draws):
         spread = np.std(np.stack([value[head] for value in values]), axis=0, ddof=1)
         found["draw_spread_ratio"] = float(np.mean(spread) / np.mean(std[head]))
     return found
+
+
+def in_plane_estimate_std(out, source, calibration, acquired_as):
+    """The std of `source` had its calibration used the kept-detail estimate instead of
+    the references' factor: restored again as the workflow does, with that scale (the
+    same model and seed, so the same draws; the views' factor is measured again)."""
+    import keras
+
+    from sparselayers.mri import intensity, restored_uncertainty, uncertainty
+    from sparselayers.mri.inputs import PreparedVolume
+
+    kind, thickness, args = acquired_as
+    model = keras.models.load_model(os.path.join(out, "model.keras"))
+    prepared = PreparedVolume(source, slice_profile=kind, slice_thickness=thickness,
+                              resolution=1.0)
+    _, data, _ = prepared.load()
+    scaled, (low, high) = intensity.normalize(data, prepared.acquisition)
+    slices = np.compress(prepared.acquisition.acquired, scaled, axis=prepared.axis)
+    estimate = uncertainty.Calibration(
+        calibration.scale / np.sqrt(calibration.through_plane_factor * calibration.kept_detail),
+        calibration.multipliers, calibration.voxels, calibration.levels, calibration.kept_detail)
+    _, std = restored_uncertainty.restore_moments(model, slices, prepared.slice_grid,
+                                                  args.samples, seed=args.seed,
+                                                  calibration=estimate)
+    return std * np.float32(high - low)
+
+
+def write_reference(folder, name, volume):
+    """A fine volume as a reference scan (the thick files' fine voxel size, 1)."""
+    import nibabel
+
+    path = os.path.join(folder, f"reference_{name}.nii.gz")
+    if not os.path.exists(path):
+        nibabel.save(nibabel.Nifti1Image(np.asarray(volume, np.float32), np.eye(4)), path)
+    return path
 
 
 def run_mixed(volumes_by_data, split, args, rng):
@@ -344,6 +412,12 @@ def main(argv=None):
                                 ("--patch-size", 48, "training patch side"),
                                 ("--seed", 0, "split, offsets and training")):
         parser.add_argument(flag, type=int, default=default, help=text)
+    parser.add_argument("--std-reference", type=int, default=0, metavar="K",
+                        help="sparse VAE form, self-supervised cases: calibrate the std with "
+                             "the through-plane factor measured on fine reference scans "
+                             "(cohort: the first K training subjects; 1 mm: each subject "
+                             "restored in its own run, the other as reference) and print the "
+                             "coverage beside the in-plane estimate's")
     mri_uncertainty.add_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -388,12 +462,31 @@ def report_uncertainty(case, axis, found_by_subject, figures):
     for name, found in found_by_subject.items():
         print(mri_uncertainty.describe(name, found))
     kept = [found["calibration"].kept_detail for found in found_by_subject.values()]
-    print(f"kept detail share (scale divided by its square root): "
-          f"{', '.join(f'{value:.3f}' for value in kept)}")
+    print(f"kept detail share: {', '.join(f'{value:.3f}' for value in kept)}")
+    if any("in_plane_coverage" in found for found in found_by_subject.values()):
+        print("\nThe through-plane factor measured on reference scans against the in-plane "
+              "estimate (the same model and restoration; coverage 50 / 90 / 95 %, largest "
+              "gap to nominal):")
+        print("| subject | references | F measured | 1 / kept share (estimate) | "
+              "with F: 50 / 90 / 95 | gap | with the estimate: 50 / 90 / 95 | gap |\n"
+              "|---|---|---|---|---|---|---|---|")
+        for name, found in found_by_subject.items():
+            calibration = found["calibration"]
+            cells = []
+            for key in ("coverage", "in_plane_coverage"):
+                cover = dict(zip(found["levels"], found[key]))
+                cells.append(" / ".join(f"{100 * cover[level]:.1f}" for level in (0.5, 0.9, 0.95)))
+                cells.append(f"{np.max(np.abs(np.asarray(found[key]) - found['levels'])):.3f}")
+            names = ", ".join(os.path.basename(path)[len("reference_"):-len(".nii.gz")]
+                              for path in calibration.references)
+            print(f"| {name} | {names} | {calibration.through_plane_factor:.2f} | "
+                  f"{1 / calibration.kept_detail:.2f} | " + " | ".join(cells) + " |")
     os.makedirs(figures, exist_ok=True)
-    figure = os.path.join(figures, f"reliability_thick_{case}_axis{axis}.png")
+    references = any("in_plane_coverage" in found for found in found_by_subject.values())
+    suffix, title = ("_reference", ", std on reference scans") if references else ("", "")
+    figure = os.path.join(figures, f"reliability_thick_{case}_axis{axis}{suffix}.png")
     mri_uncertainty.reliability_png(figure, found_by_subject,
-                                    f"conv-interp-residual-vae, {case}, axis {axis}",
+                                    f"conv-interp-residual-vae, {case}, axis {axis}{title}",
                                     voxels="fine voxels in the head")
     print(f"reliability diagram: {figure}", flush=True)
 

@@ -17,8 +17,12 @@ One concept a module, in the order of the workflow:
 * `imputation`: filling a volume with a trained model (`impute_volume`),
   restoring a thick-slice volume (`restore_volume`).
 * `self_validation`: the model against interpolation on held-out acquired slices.
+* `calibration`: how to read a sparse VAE's std on one scan, fitted on its
+  held-out acquired slices (`fit_calibration`, `Calibration`).
+* `reference_calibration`: the thick-slice std's through-plane factor
+  measured on fine reference scans (``--std-reference``).
 * `uncertainty`: a sparse VAE's calibrated predictive std and multiple
-  imputations (`sample_volume`, `draw_volumes`, `fit_calibration`).
+  imputations (`sample_volume`, `draw_volumes`).
 * `restored_uncertainty`: the same on a thick-slice volume's fine grid
   (`restore_moments`, `draw_restored_volumes`).
 * `inputs`, `options`, `model_checks`, `montage`, `volume_outputs`, `workflow`:
@@ -47,7 +51,7 @@ if not console.running_a_command():
     from sparselayers.mri.restored_uncertainty import draw_restored_volumes
     from sparselayers.mri.restored_uncertainty import restore_moments
     from sparselayers.mri.uncertainty import draw_volumes
-    from sparselayers.mri.uncertainty import fit_calibration
+    from sparselayers.mri.calibration import fit_calibration
     from sparselayers.mri.uncertainty import sample_volume
     from sparselayers.mri.intensity import denormalize
     from sparselayers.mri.intensity import normalize
@@ -82,6 +86,7 @@ __all__ = [
     "impute_bids",
     "acquisition",
     "bids",
+    "calibration",
     "cli",
     "dicom",
     "imputation",
@@ -90,6 +95,7 @@ __all__ = [
     "model_checks",
     "montage",
     "options",
+    "reference_calibration",
     "report",
     "restored_uncertainty",
     "self_validation",

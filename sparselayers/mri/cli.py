@@ -37,7 +37,10 @@ output folder:
   (`sparselayers.mri.uncertainty`; ``mean +- m * std`` is a central
   interval, m per level in ``self_validation.json``); and with
   ``--draws K``, ``<name>_draw-01<suffix>``...: K multiple imputations,
-  acquired voxels unchanged.
+  acquired voxels unchanged. For thick-slice files, ``--std-reference FILE``
+  (a fine scan of the same contrast and protocol) measures the std's
+  through-plane factor instead of estimating it
+  (`sparselayers.mri.reference_calibration`).
 
 Every option, input, the ``--model`` (called once on one cut) and the output
 folder are checked before any training: a mistake is one line and exit
@@ -140,6 +143,13 @@ def build_parser():
     parser.add_argument("--draws", type=int, default=0,
                         help="with the sparse VAE: also write this many multiple imputations "
                              "per input (<name>_draw-01.nii.gz...), acquired voxels unchanged")
+    parser.add_argument("--std-reference", action="append", default=None, metavar="FILE",
+                        help="with the sparse VAE and thick-slice inputs: a fine scan of the "
+                             "same contrast and protocol (not one of the inputs) on the "
+                             "restored grid's voxel size; the std's through-plane factor is "
+                             "measured on it, made into thick slices as each input was "
+                             "acquired, instead of estimated in-plane (repeat for several: "
+                             "their median)")
     parser.add_argument("--filters", type=int, default=32, help="channels of the model")
     parser.add_argument("--patch-size", type=int, default=48, help="training patch side")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per step")
@@ -175,6 +185,9 @@ def main(argv=None):
         if args.draws and args.variant != "conv-interp-residual-vae" and args.model is None:
             raise ValueError(f"--draws {args.draws} needs a sparse VAE model (--variant "
                              "conv-interp-residual-vae)")
+        if args.std_reference and args.variant != "conv-interp-residual-vae" and not args.model:
+            raise ValueError("--std-reference calibrates a sparse VAE's std (--variant "
+                             "conv-interp-residual-vae)")
         options.check_training(args.model, args.steps)
         options.check_out_folder(args.out)
         console.quiet_command_line()
@@ -196,7 +209,7 @@ def main(argv=None):
             verbose=0 if args.quiet else 1,
             slice_profile=args.slice_profile, slice_thickness=args.slice_thickness,
             resolution=args.resolution, validation_share=args.validation_share,
-            draws=args.draws)
+            draws=args.draws, std_reference=args.std_reference)
     except BaseException as error:
         # A Ctrl-C that landed in a callback of TensorFlow's C++ code can surface as another
         # exception (SystemError, a TensorFlow error): reported as the interruption it is.

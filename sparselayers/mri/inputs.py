@@ -167,6 +167,7 @@ class PreparedVolume:
             in-plane voxel size.
 
     Attributes:
+        affine: (4, 4) the input's voxel-to-world matrix.
         acquisition: the `Acquisition` on the grid imputation works on.
         slice_grid: the `SliceGrid` (box and Gaussian profiles), else None.
         sampling: the `training.RowSampling` its training patches simulate.
@@ -181,6 +182,7 @@ class PreparedVolume:
         self.key = key
         self.shape = volume.data.shape
         self.zooms = volume.zooms
+        self.affine = np.asarray(volume.affine, np.float64)
         self.axis, self.every = acquisition.axis, acquisition.every
         self.thick = acquisition.thick
         kind = slice_profile if slice_profile is not None else (

@@ -12,7 +12,7 @@ affine, ``Q f + c``, the variance becomes ``(Q * Q) @ variance``
 (`slice_profile.projected_variance`): a voxel at a thin slice's centre is
 nearly pinned down by it, one between slices is not. The standard deviation is
 calibrated on the scan's own held-out slices degraded as the scan was acquired
-(`uncertainty.fit_calibration`, which projects the same way) and multiplied
+(`calibration.fit_calibration`, which projects the same way) and multiplied
 by the volume's `view_moments.averaging_factor` (the two orientations' mean
 errs less than one), so the interval is about the fine-grid voxel.
 
@@ -45,7 +45,7 @@ def restore_moments(model, slices, grid, num_samples=10, batch_size=None, seed=0
         num_samples: posterior draws per cut.
         batch_size: cuts per call (None: see `uncertainty.sample_volume`).
         seed: of the draws.
-        calibration: a `uncertainty.Calibration`, or None (the model's std).
+        calibration: a `calibration.Calibration`, or None (the model's std).
         minimum: as `imputation.restore_volume`'s (applies to the mean).
         return_factor: also return the views' `view_moments.averaging_factor`
             applied with the calibration (1.0 without one).

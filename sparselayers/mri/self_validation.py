@@ -180,7 +180,7 @@ def summary_line(scores):
 def write_json(path, result, names, calibrations=None):
     """Writes `validate`'s result, each input under its name, atomically.
 
-    `calibrations`: per input, a sparse VAE's `uncertainty.Calibration` (or
+    `calibrations`: per input, a sparse VAE's `calibration.Calibration` (or
     None), written under ``"std_calibration"``.
     """
     content = {"method": "held-out acquired slices, degraded as acquired; MSE in normalised "

@@ -6,7 +6,7 @@ both orientations of cuts (along either in-plane axis), each also mirrored.
 `cut_moments` gives every voxel the mean of the four views' predictive means,
 the mean of their variances, and how much the two orientations disagree;
 `averaging_factor` turns that disagreement into the factor by which the mean
-of two orientations errs less than one (`uncertainty.fit_calibration`
+of two orientations errs less than one (`calibration.fit_calibration`
 calibrates one orientation). Used by `uncertainty` (missing slices) and
 `restored_uncertainty` (thick slices).
 

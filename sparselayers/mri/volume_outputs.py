@@ -56,7 +56,7 @@ def impute_and_write(model, prepared, output_path, montage_path, std_path, sampl
         output_path, montage_path, std_path: where its imputed volume, its
             montage and (sparse VAE) its per-voxel std go.
         samples, seed: posterior draws per cut of a sparse VAE, their seed.
-        calibration: a sparse VAE's `uncertainty.Calibration` for this
+        calibration: a sparse VAE's `calibration.Calibration` for this
             volume, or None (its std uncalibrated).
         draws: multiple imputations to write (`inputs.draw_path` of
             `std_path`), a sparse VAE only; each has the acquired voxels

@@ -22,12 +22,14 @@ from sparselayers import console
 from sparselayers.models import variants
 from sparselayers.models.sparse_vae import SparseVAE
 from sparselayers.mri import model_checks
+from sparselayers.mri import reference_calibration
 from sparselayers.mri import report as report_module
 from sparselayers.mri import self_validation
 from sparselayers.mri import training
 from sparselayers.mri import training_backup
-from sparselayers.mri import uncertainty
 from sparselayers.mri import volume_outputs
+from sparselayers.mri.calibration import fit_calibration
+from sparselayers.mri.calibration import summary_line
 from sparselayers.mri.inputs import PreparedVolume
 from sparselayers.mri.inputs import SliceStacks
 from sparselayers.mri.inputs import check_output_names
@@ -49,7 +51,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                   filters=32, patch_size=48, batch_size=16,
                   learning_rate=1e-3, seed=0, montage=True, verbose=1, slice_profile=None,
                   slice_thickness=None, resolution=None, report=True,
-                  output_names=default_names, validation_share=0.1, draws=0):
+                  output_names=default_names, validation_share=0.1, draws=0,
+                  std_reference=None):
     """Trains on a collection of thick-slice volumes and writes them filled in.
 
     The Python form of ``sparselayers-impute-slices`` (see the module
@@ -87,6 +90,11 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             of training to measure the model against linear interpolation
             on them (`sparselayers.mri.self_validation`; printed, in
             ``out/self_validation.json`` and the report); 0: none.
+        std_reference: None, or one or more fine scans of the same contrast
+            and protocol (never one of the inputs), on the restored grid's
+            voxel size: with a sparse VAE, each thick-slice input's std is
+            calibrated with the through-plane factor measured on them
+            (`reference_calibration`) instead of the kept-detail estimate.
         output_names: ``output_names(input_path, out)`` gives the input's
             (imputed, montage, std) paths; default `inputs.default_names`
             (``<name>_imputed<suffix>`` ...); `sparselayers.mri.bids` names
@@ -132,6 +140,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     if draws and not isinstance(model, SparseVAE):
         raise ValueError(f"--draws {draws} needs a sparse VAE model (--variant "
                          f"conv-interp-residual-vae); {model_name} gives one imputation.")
+    references = reference_calibration.check_references(std_reference, prepared, model,
+                                                        model_name, validation_share)
     for p in prepared:  # before training: every volume must fit the model
         model_checks.check_model(model, p, name=model_name)
         if steps and min(p.slice_shape()) < patch_size:
@@ -163,8 +173,11 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
                                           [p.sampling for p in prepared])
     calibrations = [None] * len(prepared)
     if isinstance(model, SparseVAE):  # its std, calibrated on the same held-out slices
-        calibrations = [uncertainty.fit_calibration(model, stack, p.sampling, samples, seed)
-                        for p, stack in zip(prepared, held_out_stacks)]
+        through_planes = reference_calibration.through_plane_factors(
+            model, prepared, references, samples, seed, verbose)
+        calibrations = [fit_calibration(model, stack, p.sampling, samples, seed, through_plane)
+                        for p, stack, through_plane
+                        in zip(prepared, held_out_stacks, through_planes)]
     self_validation.write_json(os.path.join(out, self_validation.FILE_NAME), validation,
                                [p.path for p in prepared], calibrations)
     if verbose:
@@ -172,7 +185,7 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
             print(f"self-validation, {p.path}: {self_validation.summary_line(scores)}")
         for p, calibration in zip(prepared, calibrations):
             if isinstance(model, SparseVAE):
-                print(f"std calibration, {p.path}: {uncertainty.summary_line(calibration)}")
+                print(f"std calibration, {p.path}: {summary_line(calibration)}")
         print(f"self-validation, all inputs (expected improvement over interpolation on these "
               f"scans): {self_validation.summary_line(validation['overall'])}")
     report = report_module.Report(out) if report else None
@@ -189,6 +202,8 @@ def impute_slices(inputs, out, axis=None, every=None, key=None, model=None, step
     if report is not None:
         shown = {name: value for name, value in backup.settings.items()
                  if name not in ("inputs", "samplings")}
+        if references:
+            shown["--std-reference"] = ", ".join(references)
         report.add_validation([p.path for p in prepared], validation)
         report.write(backup.losses, steps_per_epoch,
                      {"sparselayers": __version__, "inputs": len(prepared), **shown})
