@@ -126,8 +126,8 @@ def test_a_reference_is_read_in_the_inputs_orientation(tmp_path):
     affine[2, 0] = 2.0
     affine[3, 3] = 1.0
     nibabel.save(nibabel.Nifti1Image(stored, affine), str(tmp_path / "turned.nii.gz"))
-    want = reference_calibration.read_reference(plain, prepared).data
-    found = reference_calibration.read_reference(str(tmp_path / "turned.nii.gz"), prepared).data
+    want = reference_calibration.read_reference(plain, prepared)
+    found = reference_calibration.read_reference(str(tmp_path / "turned.nii.gz"), prepared)
     assert np.array_equal(want, reference)
     assert np.array_equal(found, reference)
 

@@ -41,7 +41,7 @@ from sparselayers.mri.slice_grid import thick_slice_grid
 from sparselayers.mri.slice_profile import SliceProfile
 from sparselayers.mri.training import FOREGROUND
 
-__all__ = ["Reference", "read_reference", "through_plane_factor", "acquisition_key",
+__all__ = ["read_reference", "through_plane_factor", "acquisition_key",
            "check_references", "through_plane_factors", "VOXEL_TOLERANCE", "IN_PLANE_SLICES"]
 
 # Relative difference of voxel sizes taken as equal (header rounding).
@@ -50,20 +50,6 @@ VOXEL_TOLERANCE = 0.02
 IN_PLANE_SLICES = 8
 # Fewest thick slices a reference must hold along the axis.
 MIN_SLICES = 3
-
-
-class Reference:
-    """A fine reference volume laid out as one input's restored grid.
-
-    Attributes:
-        path: the file.
-        data: float32 (X, Y, Z) in the input's voxel-axis orientation, the
-            acquisition axis at the input's `axis`, fine voxels along it.
-    """
-
-    def __init__(self, path, data):
-        self.path = str(path)
-        self.data = data
 
 
 def fine_voxel_size(prepared):
@@ -81,7 +67,8 @@ def read_reference(path, prepared):
         prepared: a thick-slice `PreparedVolume` (box or Gaussian profile).
 
     Returns:
-        A `Reference`.
+        float32 (X, Y, Z): the reference in the input's voxel-axis orientation,
+        the acquisition axis at the input's `axis`, fine voxels along it.
 
     Raises:
         ValueError: naming the file, if it is not a readable finite 3-D
@@ -114,7 +101,7 @@ def read_reference(path, prepared):
         raise ValueError(
             f"--std-reference {path}: {data.shape[prepared.axis]} voxels along axis "
             f"{prepared.axis} hold fewer than {MIN_SLICES} of {prepared.path}'s slices.")
-    return Reference(path, np.ascontiguousarray(data))
+    return np.ascontiguousarray(data)
 
 
 def _mm(values):
@@ -160,8 +147,8 @@ def through_plane_factor(model, paths, prepared, num_samples=10, seed=0):
     """
     per_reference = {}
     for path in paths:
-        per_reference[str(path)] = _one_factor(model, read_reference(path, prepared), prepared,
-                                               num_samples, seed)
+        per_reference[str(path)] = _one_factor(model, path, read_reference(path, prepared),
+                                               prepared, num_samples, seed)
     return float(np.median(list(per_reference.values()))), per_reference
 
 
@@ -176,10 +163,10 @@ def acquisition_key(prepared):
             tuple(orientations.aff2axcodes(prepared.affine)))
 
 
-def _one_factor(model, reference, prepared, num_samples, seed):
+def _one_factor(model, path, reference, prepared, num_samples, seed):
     from scipy import ndimage   # the mri extra's
 
-    fine = np.moveaxis(reference.data, prepared.axis, 0)          # (L, P, Q)
+    fine = np.moveaxis(reference, prepared.axis, 0)          # (L, P, Q)
     grid = _reference_grid(prepared, len(fine))
     start = (len(fine) - grid.size) // 2
     truth = fine[start:start + grid.size].astype(np.float64)
@@ -202,7 +189,7 @@ def _one_factor(model, reference, prepared, num_samples, seed):
         stack = np.stack([ndimage.zoom(s, prepared.in_plane_ratio, order=1) for s in stack])
     in_plane = calibration.standardised_errors(model, stack, prepared.sampling, num_samples, seed)
     if not len(in_plane) or not np.any(scored):
-        raise ValueError(f"--std-reference {reference.path}: no voxel of it above the "
+        raise ValueError(f"--std-reference {path}: no voxel of it above the "
                          "foreground threshold could be scored (is it a head?).")
     through = np.mean(((truth - mean)[scored] / std[scored]) ** 2)
     return float(through / np.mean(in_plane**2))
